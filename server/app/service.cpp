@@ -1,0 +1,135 @@
+#include "app/service.hpp"
+
+#include "api/health_routes.hpp"
+#include "app/cli.hpp"
+#include "common/build_info.hpp"
+#include "common/log.hpp"
+#include "db/migrations.hpp"
+#include "db/pool.hpp"
+#include "db/probe.hpp"
+#include "http/router.hpp"
+#include "http/server.hpp"
+
+#include <pqxx/connection>
+
+#include <csignal>
+
+#include <algorithm>
+#include <thread>
+
+namespace labelbroker::app {
+namespace {
+
+db::PoolOptions pool_options(const config::Config& cfg) {
+  db::PoolOptions options;
+  options.url = cfg.database.url.reveal();
+  options.size = static_cast<std::size_t>(cfg.database.pool_size);
+  options.connect_timeout = cfg.database.connect_timeout;
+  options.statement_timeout = cfg.database.statement_timeout;
+  options.acquire_timeout = cfg.database.acquire_timeout;
+  return options;
+}
+
+// Connects for schema work, retrying while the database starts up (common in compose and CI).
+std::unique_ptr<pqxx::connection> connect_with_retry(const config::Config& cfg) {
+  const auto options = pool_options(cfg);
+  const auto deadline = std::chrono::steady_clock::now() + cfg.database.startup_wait;
+  auto pause = std::chrono::milliseconds(200);
+  while (true) {
+    try {
+      return std::make_unique<pqxx::connection>(db::with_connection_options(options.url, options));
+    } catch (const pqxx::broken_connection& e) {
+      if (std::chrono::steady_clock::now() + pause >= deadline) {
+        common::log::error("database unreachable",
+                           {{"database", common::log::redact_url(options.url)}, {"error", e.what()}});
+        return nullptr;
+      }
+      common::log::info("waiting for the database", {{"database", common::log::redact_url(options.url)}});
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::milliseconds(2000));
+    }
+  }
+}
+
+// Applies (or, with migrate_on_start off, only verifies) migrations. Returns an exit code.
+int prepare_schema(const config::Config& cfg, bool apply) {
+  auto connection = connect_with_retry(cfg);
+  if (!connection) return kExitFailure;
+  try {
+    db::MigrationReport report = apply ? db::apply_migrations(*connection, db::builtin_migrations())
+                                       : db::verify_migrations(*connection, db::builtin_migrations());
+    common::log::info("schema ready", {{"schema_version", report.schema_version},
+                                       {"applied_now", report.applied.size()},
+                                       {"pending", report.pending}});
+    return kExitOk;
+  } catch (const db::MigrationError& e) {
+    common::log::error("refusing to start: schema mismatch", {{"error", e.what()}});
+    std::fprintf(stderr, "labelbroker: %s\n", e.what());
+    return kExitSchemaMismatch;
+  } catch (const std::exception& e) {
+    common::log::error("migration failed", {{"error", e.what()}});
+    std::fprintf(stderr, "labelbroker: migration failed: %s\n", e.what());
+    return kExitFailure;
+  }
+}
+
+http::ServerOptions server_options(const config::Config& cfg) {
+  http::ServerOptions o;
+  o.host = cfg.listen.host;
+  o.port = cfg.listen.port;
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  o.io_threads = cfg.http.io_threads > 0 ? cfg.http.io_threads : cores;
+  o.worker_threads = cfg.http.worker_threads;
+  o.body_limit_bytes = cfg.http.body_limit_bytes;
+  o.header_limit_bytes = cfg.http.header_limit_bytes;
+  o.header_timeout = cfg.http.header_timeout;
+  o.body_timeout = cfg.http.body_timeout;
+  o.idle_timeout = cfg.http.idle_timeout;
+  o.write_timeout = cfg.http.write_timeout;
+  o.drain_delay = cfg.http.drain_delay;
+  o.shutdown_grace = cfg.http.shutdown_grace;
+  o.access_log = cfg.log.access_log;
+  return o;
+}
+
+}  // namespace
+
+int migrate(const config::Config& cfg) { return prepare_schema(cfg, /*apply=*/true); }
+
+int serve(const config::Config& cfg) {
+  common::log::info("starting", {{"version", std::string(common::build_version())},
+                                 {"commit", std::string(common::build_commit())},
+                                 {"config", cfg.source},
+                                 {"database", common::log::redact_url(cfg.database.url.reveal())}});
+  if (int code = prepare_schema(cfg, cfg.database.migrate_on_start); code != kExitOk) return code;
+
+  db::ConnectionPool pool(pool_options(cfg));
+  http::Lifecycle lifecycle;
+  http::Router router;
+  api::register_health_routes(router, {pool, lifecycle, db::expected_schema_version()});
+
+  http::Server server(server_options(cfg), router, lifecycle);
+  try {
+    server.start();
+  } catch (const std::exception& e) {
+    common::log::error("cannot start HTTP server", {{"error", e.what()}});
+    std::fprintf(stderr, "labelbroker: %s\n", e.what());
+    return kExitFailure;
+  }
+  server.handle_signals();
+  config::ListenAddress bound = cfg.listen;
+  bound.port = server.port();
+  common::log::info("listening", {{"url", "http://" + bound.to_string()}});
+  const bool drained = server.wait();
+  // Only this thread is left. Block further SIGINT/SIGTERM so that one arriving while the server
+  // is torn down (the signal_set restores the default action) cannot turn a clean exit into 143.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  common::log::info("stopped", {{"drained", drained}});
+  return kExitOk;
+}
+
+}  // namespace labelbroker::app

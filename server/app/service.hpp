@@ -1,0 +1,11 @@
+#pragma once
+// The two long-running commands, wired from a loaded configuration. Each returns an exit code
+// (see app/cli.hpp) and logs why it failed.
+#include "config/config.hpp"
+
+namespace labelbroker::app {
+
+int migrate(const config::Config& cfg);
+int serve(const config::Config& cfg);
+
+}  // namespace labelbroker::app

@@ -1,0 +1,19 @@
+#pragma once
+// Small cryptographic helpers over OpenSSL.
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace labelbroker::common {
+
+// Lower-case hex SHA-256 of the bytes.
+std::string sha256_hex(std::string_view data);
+
+// bytes from a CSPRNG, hex encoded (2 * bytes characters). Throws std::runtime_error if the
+// system RNG fails.
+std::string random_hex(std::size_t bytes);
+
+// Compares in time that depends only on the lengths, not on where the inputs differ.
+bool constant_time_equal(std::string_view a, std::string_view b);
+
+}  // namespace labelbroker::common

@@ -1,0 +1,251 @@
+#include "config/config.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+
+namespace labelbroker::config {
+namespace {
+
+using nlohmann::json;
+
+const char* type_name(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::boolean: return "boolean";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned: return "integer";
+    case json::value_t::number_float: return "number";
+    case json::value_t::string: return "string";
+    case json::value_t::array: return "array";
+    case json::value_t::object: return "object";
+    default: return "value";
+  }
+}
+
+// Reads one JSON object, remembering which keys were consumed so the rest can be rejected.
+class ObjectReader {
+ public:
+  ObjectReader(const json& object, std::string path, const std::string& source, const EnvLookup& env)
+      : object_(object), path_(std::move(path)), source_(source), env_(env) {
+    if (!object_.is_object()) fail(path_, std::string("expected an object, got ") + type_name(object_));
+  }
+
+  const json* find(const std::string& key) {
+    seen_.insert(key);
+    auto it = object_.find(key);
+    return it == object_.end() ? nullptr : &*it;
+  }
+
+  std::string child_path(const std::string& key) const { return path_ + "." + key; }
+
+  void string(const std::string& key, std::string& out) {
+    if (const json* v = find(key)) {
+      if (!v->is_string()) fail(child_path(key), std::string("expected a string, got ") + type_name(*v));
+      out = v->get<std::string>();
+    }
+  }
+
+  void boolean(const std::string& key, bool& out) {
+    if (const json* v = find(key)) {
+      if (!v->is_boolean()) fail(child_path(key), std::string("expected a boolean, got ") + type_name(*v));
+      out = v->get<bool>();
+    }
+  }
+
+  template <typename Int>
+  void integer(const std::string& key, Int& out, long long min, long long max) {
+    if (const json* v = find(key)) {
+      if (!v->is_number_integer()) fail(child_path(key), std::string("expected an integer, got ") + type_name(*v));
+      if (v->is_number_unsigned() && v->get<unsigned long long>() > static_cast<unsigned long long>(max))
+        fail(child_path(key), "must be at most " + std::to_string(max));
+      long long n = v->get<long long>();
+      if (n < min || n > max)
+        fail(child_path(key), "must be between " + std::to_string(min) + " and " + std::to_string(max));
+      out = static_cast<Int>(n);
+    }
+  }
+
+  void millis(const std::string& key, std::chrono::milliseconds& out, long long min, long long max) {
+    long long n = out.count();
+    integer(key, n, min, max);
+    out = std::chrono::milliseconds(n);
+  }
+
+  void secret(const std::string& key, Secret& out) {
+    const json* v = find(key);
+    if (!v) return;
+    const std::string where = child_path(key);
+    if (v->is_string()) {
+      out = Secret(v->get<std::string>(), "config");
+      return;
+    }
+    if (!v->is_object()) fail(where, std::string("expected a string or {\"env\": \"NAME\"}, got ") + type_name(*v));
+    ObjectReader ref(*v, where, source_, env_);
+    std::string name;
+    ref.string("env", name);
+    ref.finish();
+    if (name.empty()) fail(where + ".env", "must name an environment variable");
+    auto value = env_(name);
+    if (!value || value->empty()) fail(where, "environment variable " + name + " is not set");
+    out = Secret(*value, "env:" + name);
+  }
+
+  ObjectReader object(const std::string& key) {
+    static const json empty = json::object();
+    const json* v = find(key);
+    return ObjectReader(v ? *v : empty, child_path(key), source_, env_);
+  }
+
+  void finish() const {
+    for (auto it = object_.begin(); it != object_.end(); ++it) {
+      if (!seen_.count(it.key())) fail(child_path(it.key()), "unknown key");
+    }
+  }
+
+  [[noreturn]] void fail(const std::string& path, const std::string& reason) const {
+    throw ConfigError(source_ + ": " + path + ": " + reason);
+  }
+
+ private:
+  const json& object_;
+  std::string path_;
+  const std::string& source_;
+  const EnvLookup& env_;
+  std::set<std::string> seen_;
+};
+
+std::string strip_exception_prefix(std::string what) {
+  // nlohmann messages start with "[json.exception.parse_error.101] "; operators need the rest.
+  if (!what.empty() && what.front() == '[') {
+    auto close = what.find("] ");
+    if (close != std::string::npos) what.erase(0, close + 2);
+  }
+  return what;
+}
+
+}  // namespace
+
+std::string ListenAddress::to_string() const {
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+ListenAddress parse_listen_address(std::string_view text, const std::string& where) {
+  ListenAddress out;
+  std::string_view host, port;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      throw ConfigError(where + ": expected \"[ipv6]:port\", got \"" + std::string(text) + "\"");
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos)
+      throw ConfigError(where + ": expected \"host:port\", got \"" + std::string(text) + "\"");
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  if (host.empty()) throw ConfigError(where + ": missing host in \"" + std::string(text) + "\"");
+  unsigned long n = 0;
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string_view::npos ||
+      (n = std::stoul(std::string(port))) > 65535)
+    throw ConfigError(where + ": port must be a number from 0 to 65535 in \"" + std::string(text) + "\"");
+  out.host = std::string(host);
+  out.port = static_cast<std::uint16_t>(n);
+  return out;
+}
+
+EnvLookup process_env() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    const char* v = std::getenv(name.c_str());
+    if (!v) return std::nullopt;
+    return std::string(v);
+  };
+}
+
+Config parse_config(std::string_view text, const std::string& source_name, const EnvLookup& env) {
+  json root;
+  try {
+    root = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/true, /*ignore_comments=*/true);
+  } catch (const json::parse_error& e) {
+    throw ConfigError(source_name + ": invalid JSON: " + strip_exception_prefix(e.what()));
+  }
+
+  Config cfg;
+  cfg.source = source_name;
+  ObjectReader top(root, "$", source_name, env);
+
+  std::string listen;
+  top.string("listen", listen);
+  if (!listen.empty()) cfg.listen = parse_listen_address(listen, source_name + ": $.listen");
+
+  {
+    auto db = top.object("database");
+    db.secret("url", cfg.database.url);
+    db.integer("pool_size", cfg.database.pool_size, 1, 1000);
+    db.millis("connect_timeout_ms", cfg.database.connect_timeout, 100, 600000);
+    db.millis("statement_timeout_ms", cfg.database.statement_timeout, 0, 86400000);
+    db.millis("acquire_timeout_ms", cfg.database.acquire_timeout, 1, 600000);
+    db.millis("startup_wait_ms", cfg.database.startup_wait, 0, 3600000);
+    db.boolean("migrate_on_start", cfg.database.migrate_on_start);
+    db.finish();
+  }
+  {
+    auto http = top.object("http");
+    http.integer("io_threads", cfg.http.io_threads, 0, 256);
+    http.integer("worker_threads", cfg.http.worker_threads, 1, 1024);
+    http.integer("body_limit_bytes", cfg.http.body_limit_bytes, 1, std::numeric_limits<long long>::max());
+    http.integer("header_limit_bytes", cfg.http.header_limit_bytes, 1024, 1024 * 1024);
+    http.millis("header_timeout_ms", cfg.http.header_timeout, 1, 3600000);
+    http.millis("body_timeout_ms", cfg.http.body_timeout, 1, 3600000);
+    http.millis("idle_timeout_ms", cfg.http.idle_timeout, 1, 3600000);
+    http.millis("write_timeout_ms", cfg.http.write_timeout, 1, 3600000);
+    http.millis("drain_delay_ms", cfg.http.drain_delay, 0, 600000);
+    http.millis("shutdown_grace_ms", cfg.http.shutdown_grace, 0, 3600000);
+    http.finish();
+  }
+  {
+    auto log = top.object("log");
+    log.string("level", cfg.log.level);
+    if (cfg.log.level != "debug" && cfg.log.level != "info" && cfg.log.level != "warn" && cfg.log.level != "error")
+      log.fail("$.log.level", "must be one of debug, info, warn, error");
+    log.boolean("access_log", cfg.log.access_log);
+    log.finish();
+  }
+  top.finish();
+
+  if (auto url = env("LABELBROKER_DATABASE_URL"); url && !url->empty())
+    cfg.database.url = Secret(*url, "env:LABELBROKER_DATABASE_URL");
+  if (auto listen_env = env("LABELBROKER_LISTEN"); listen_env && !listen_env->empty())
+    cfg.listen = parse_listen_address(*listen_env, "LABELBROKER_LISTEN");
+  return cfg;
+}
+
+Config load_config(const std::optional<std::string>& explicit_path, const EnvLookup& env) {
+  std::optional<std::string> path = explicit_path;
+  if (!path) {
+    if (auto from_env = env("LABELBROKER_CONFIG"); from_env && !from_env->empty()) path = *from_env;
+  }
+  const bool named = path.has_value();
+  if (!path) path = "config/labelbroker.json";
+
+  std::error_code ec;
+  if (!std::filesystem::exists(*path, ec)) {
+    if (named) throw ConfigError(*path + ": config file not found");
+    return parse_config("{}", "defaults", env);
+  }
+  std::ifstream in(*path, std::ios::binary);
+  if (!in) throw ConfigError(*path + ": cannot read config file");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_config(text.str(), *path, env);
+}
+
+}  // namespace labelbroker::config

@@ -1,0 +1,64 @@
+#pragma once
+// Transport-neutral HTTP request and response, so handlers and domain code never include Beast.
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace labelbroker::http {
+
+// Case-insensitive header list (HTTP field names are case-insensitive).
+class Headers {
+ public:
+  void add(std::string name, std::string value) { fields_.emplace_back(std::move(name), std::move(value)); }
+  // Replaces every field with this name.
+  void set(std::string_view name, std::string value);
+  std::optional<std::string_view> get(std::string_view name) const;
+  const std::vector<std::pair<std::string, std::string>>& all() const { return fields_; }
+
+ private:
+  std::vector<std::pair<std::string, std::string>> fields_;
+};
+
+bool iequals(std::string_view a, std::string_view b);
+
+struct Request {
+  std::string method;  // upper case, e.g. "GET"
+  std::string target;  // as sent: path plus query
+  std::string path;    // path without the query, still percent-encoded (the router decodes segments)
+  std::vector<std::pair<std::string, std::string>> query;  // decoded, in order
+  Headers headers;
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> path_params;  // filled by the router
+  std::string request_id;
+  std::string remote_address;
+
+  std::optional<std::string_view> header(std::string_view name) const { return headers.get(name); }
+  std::optional<std::string_view> query_param(std::string_view name) const;
+  // Empty string_view when the route has no such parameter.
+  std::string_view path_param(std::string_view name) const;
+};
+
+struct Response {
+  int status = 200;
+  Headers headers;
+  std::string body;
+
+  static Response json(int status, std::string body);
+  static Response text(int status, std::string body, std::string content_type = "text/plain; charset=utf-8");
+  // Closes the connection after this response.
+  bool close_connection = false;
+};
+
+// Splits "target" into the raw path and the decoded query. Returns false for a target that is not a
+// valid origin-form (must start with '/', valid percent escapes, no NUL).
+bool parse_target(std::string_view target, std::string& path,
+                  std::vector<std::pair<std::string, std::string>>& query);
+
+// Decodes %XX escapes (and '+' as space when plus_is_space). False on a bad escape or a NUL byte.
+bool percent_decode(std::string_view in, std::string& out, bool plus_is_space);
+
+}  // namespace labelbroker::http

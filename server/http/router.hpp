@@ -1,0 +1,51 @@
+#pragma once
+// Maps (method, path) to a handler. Patterns are literal segments and {name} parameters:
+// "/v1/jobs/{id}/results". Matching is exact per segment; literal routes win over parameters.
+//
+// The router is built at start-up and then only read, so concurrent match() calls are safe.
+// Handlers run either on an I/O thread (only for work that never blocks: no database, no disk,
+// no network) or on the worker pool (the default).
+#include "http/request.hpp"
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace labelbroker::http {
+
+using Handler = std::function<Response(Request&)>;
+
+enum class Execution { io_thread, worker };
+
+struct Route {
+  std::string method;
+  std::string pattern;
+  Handler handler;
+  Execution execution = Execution::worker;
+  std::vector<std::string> segments;  // pattern split on '/'; "{x}" marks a parameter
+};
+
+struct RouteMatch {
+  enum class Outcome { found, not_found, method_not_allowed, bad_path };
+  Outcome outcome = Outcome::not_found;
+  const Route* route = nullptr;
+  std::vector<std::pair<std::string, std::string>> params;
+  std::string allow;  // for method_not_allowed: "GET, POST"
+};
+
+class Router {
+ public:
+  // Throws std::invalid_argument for a malformed pattern or a duplicate (method, pattern).
+  void add(std::string method, std::string pattern, Handler handler, Execution execution = Execution::worker);
+
+  // HEAD matches GET routes. raw_path is still percent-encoded; parameters come back decoded.
+  RouteMatch match(std::string_view method, std::string_view raw_path) const;
+
+  const std::vector<Route>& routes() const { return routes_; }
+
+ private:
+  std::vector<Route> routes_;
+};
+
+}  // namespace labelbroker::http

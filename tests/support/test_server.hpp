@@ -1,0 +1,62 @@
+#pragma once
+// An in-process labelbroker HTTP server on a free port, with the real health routes and a pool
+// pointing at `database_url` (an unreachable URL is fine for tests that do not need the database).
+#include "api/health_routes.hpp"
+#include "db/pool.hpp"
+#include "http/router.hpp"
+#include "http/server.hpp"
+
+#include <memory>
+#include <string>
+
+namespace labelbroker::testing {
+
+inline http::ServerOptions test_server_options() {
+  http::ServerOptions o;
+  o.host = "127.0.0.1";
+  o.port = 0;
+  o.io_threads = 2;
+  o.worker_threads = 4;
+  o.shutdown_grace = std::chrono::seconds(30);
+  o.access_log = false;
+  return o;
+}
+
+class TestServer {
+ public:
+  explicit TestServer(http::ServerOptions options = test_server_options(),
+                      std::string database_url = "postgresql://nobody@127.0.0.1:1/none",
+                      int expected_schema_version = 1)
+      : pool_(make_pool(std::move(database_url))), options_(std::move(options)) {
+    api::register_health_routes(router_, {*pool_, lifecycle_, expected_schema_version});
+  }
+
+  http::Router& router() { return router_; }
+  http::Lifecycle& lifecycle() { return lifecycle_; }
+
+  // Call after adding extra routes.
+  void start() {
+    server_ = std::make_unique<http::Server>(options_, router_, lifecycle_);
+    server_->start();
+  }
+  http::Server& server() { return *server_; }
+  std::uint16_t port() const { return server_->port(); }
+
+ private:
+  static std::unique_ptr<db::ConnectionPool> make_pool(std::string url) {
+    db::PoolOptions p;
+    p.url = std::move(url);
+    p.size = 2;
+    p.connect_timeout = std::chrono::milliseconds(1000);
+    p.acquire_timeout = std::chrono::milliseconds(2000);
+    return std::make_unique<db::ConnectionPool>(p);
+  }
+
+  std::unique_ptr<db::ConnectionPool> pool_;
+  http::Lifecycle lifecycle_;
+  http::Router router_;
+  http::ServerOptions options_;
+  std::unique_ptr<http::Server> server_;  // destroyed first: it uses the router and pool
+};
+
+}  // namespace labelbroker::testing
