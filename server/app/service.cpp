@@ -1,6 +1,6 @@
 #include "app/service.hpp"
 
-#include "api/health_routes.hpp"
+#include "api/routes.hpp"
 #include "app/cli.hpp"
 #include "common/build_info.hpp"
 #include "common/log.hpp"
@@ -106,7 +106,7 @@ int serve(const config::Config& cfg) {
   db::ConnectionPool pool(pool_options(cfg));
   http::Lifecycle lifecycle;
   http::Router router;
-  api::register_health_routes(router, {pool, lifecycle, db::expected_schema_version()});
+  api::register_api(router, {pool, lifecycle, db::expected_schema_version()});
 
   http::Server server(server_options(cfg), router, lifecycle);
   try {

@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <regex>
 #include <stdexcept>
 
 namespace labelbroker::common::log {
@@ -125,10 +124,34 @@ void append_json_string(std::string& out, std::string_view s) {
 }
 
 std::string redact_url(std::string_view url) {
-  static const std::regex userinfo(R"(^([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]*):[^@/]*@)");
-  static const std::regex keyword(R"((password\s*=\s*)('[^']*'|\S+))");
-  std::string out = std::regex_replace(std::string(url), userinfo, "$1:***@");
-  return std::regex_replace(out, keyword, "$1***");
+  std::string out(url);
+  // URI form: scheme://user:password@host/...
+  if (auto scheme = out.find("://"); scheme != std::string::npos) {
+    const size_t authority = scheme + 3;
+    const size_t authority_end = std::min(out.find_first_of("/?#", authority), out.size());
+    const size_t at = out.rfind('@', authority_end);
+    if (at != std::string::npos && at >= authority) {
+      const size_t colon = out.find(':', authority);
+      if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
+    }
+  }
+  // Key/value form (and URI query parameters): password=secret or password = 'secret'.
+  for (size_t pos = out.find("password"); pos != std::string::npos; pos = out.find("password", pos + 1)) {
+    size_t i = pos + 8;
+    while (i < out.size() && out[i] == ' ') ++i;
+    if (i >= out.size() || out[i] != '=') continue;
+    ++i;
+    while (i < out.size() && out[i] == ' ') ++i;
+    size_t end = i;
+    if (end < out.size() && out[end] == '\'') {
+      end = out.find('\'', end + 1);
+      end = end == std::string::npos ? out.size() : end + 1;
+    } else {
+      while (end < out.size() && out[end] != ' ' && out[end] != '&') ++end;
+    }
+    out.replace(i, end - i, "***");
+  }
+  return out;
 }
 
 }  // namespace labelbroker::common::log

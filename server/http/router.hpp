@@ -7,7 +7,9 @@
 // no network) or on the worker pool (the default).
 #include "http/request.hpp"
 
+#include <exception>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,6 +17,8 @@
 namespace labelbroker::http {
 
 using Handler = std::function<Response(Request&)>;
+// Turns an exception escaping a handler into a response; returns nothing to fall back to a 500.
+using ExceptionMapper = std::function<std::optional<Response>(const std::exception&, const Request&)>;
 
 enum class Execution { io_thread, worker };
 
@@ -44,8 +48,13 @@ class Router {
 
   const std::vector<Route>& routes() const { return routes_; }
 
+  // Consulted by the server when a handler throws (set once, at start-up).
+  void set_exception_mapper(ExceptionMapper mapper) { exception_mapper_ = std::move(mapper); }
+  const ExceptionMapper& exception_mapper() const { return exception_mapper_; }
+
  private:
   std::vector<Route> routes_;
+  ExceptionMapper exception_mapper_;
 };
 
 }  // namespace labelbroker::http

@@ -508,6 +508,18 @@ Response Server::Impl::dispatch_inline(Request& request, const Route& route) {
   try {
     return route.handler(request);
   } catch (const std::exception& e) {
+    if (const auto& mapper = router_.exception_mapper()) {
+      try {
+        if (auto mapped = mapper(e, request)) {
+          common::log::warn("handler failed, answered from the error mapping",
+                            {{"method", request.method}, {"route", route.pattern}, {"request_id", request.request_id},
+                             {"status", mapped->status}, {"error", e.what()}});
+          return std::move(*mapped);
+        }
+      } catch (const std::exception& mapping_error) {
+        common::log::error("error mapping failed", {{"error", mapping_error.what()}});
+      }
+    }
     common::log::error("handler failed",
                        {{"method", request.method}, {"route", route.pattern}, {"request_id", request.request_id},
                         {"error", e.what()}});

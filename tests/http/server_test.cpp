@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include <pqxx/except>
 
 #include <csignal>
 #include <future>
@@ -236,4 +237,27 @@ TEST_CASE("while draining, /readyz answers 503 and new requests are told to clos
   CHECK(r.header("Connection") == "close");
   CHECK(ts.server().wait());
   CHECK_THROWS(http_request(ts.port(), "GET", "/healthz"));  // listener closed
+}
+
+TEST_CASE("database failures escaping a handler become precise problems, not 500s", "[http]") {
+  TestServer ts;  // with the production exception mapping
+  ts.router().add("POST", "/dup", [](http::Request&) -> http::Response {
+    throw pqxx::unique_violation("duplicate key value violates unique constraint", "INSERT", "23505");
+  });
+  ts.router().add("POST", "/contention", [](http::Request&) -> http::Response {
+    throw pqxx::serialization_failure("could not serialize access");
+  });
+  ts.router().add("GET", "/bug", [](http::Request&) -> http::Response { throw std::logic_error("bug"); });
+  ts.start();
+
+  auto dup = http_request(ts.port(), "POST", "/dup");
+  CHECK(dup.status == 409);
+  CHECK(nlohmann::json::parse(dup.body)["type"] == "/problems/conflict");
+  CHECK(dup.body.find("duplicate key") == std::string::npos);  // no SQL internals in responses
+
+  auto busy = http_request(ts.port(), "POST", "/contention");
+  CHECK(busy.status == 503);
+  CHECK(busy.header("Retry-After") == "1");
+
+  CHECK(http_request(ts.port(), "GET", "/bug").status == 500);
 }

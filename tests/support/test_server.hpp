@@ -1,7 +1,7 @@
 #pragma once
-// An in-process labelbroker HTTP server on a free port, with the real health routes and a pool
+// An in-process labelbroker HTTP server on a free port, with the real API routes and a pool
 // pointing at `database_url` (an unreachable URL is fine for tests that do not need the database).
-#include "api/health_routes.hpp"
+#include "api/routes.hpp"
 #include "db/pool.hpp"
 #include "http/router.hpp"
 #include "http/server.hpp"
@@ -28,7 +28,7 @@ class TestServer {
                       std::string database_url = "postgresql://nobody@127.0.0.1:1/none",
                       int expected_schema_version = 1)
       : pool_(make_pool(std::move(database_url))), options_(std::move(options)) {
-    api::register_health_routes(router_, {*pool_, lifecycle_, expected_schema_version});
+    api::register_api(router_, {*pool_, lifecycle_, expected_schema_version});
   }
 
   http::Router& router() { return router_; }

@@ -5,6 +5,7 @@
 #include "db/pool.hpp"
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 #include <pqxx/except>
 
 using namespace labelbroker;
@@ -50,6 +51,15 @@ TEST_CASE("connection strings are redacted before logging", "[log]") {
   CHECK(common::log::redact_url("postgresql://app:s3cret@db:5432/lb") == "postgresql://app:***@db:5432/lb");
   CHECK(common::log::redact_url("postgresql://app@db/lb") == "postgresql://app@db/lb");
   CHECK(common::log::redact_url("host=db password=s3cret dbname=lb") == "host=db password=*** dbname=lb");
+  CHECK(common::log::redact_url("host=db password = 'a b' dbname=lb") == "host=db password = *** dbname=lb");
+  CHECK(common::log::redact_url("postgresql://db/lb?user=app&password=s3cret&sslmode=require") ==
+        "postgresql://db/lb?user=app&password=***&sslmode=require");
+  CHECK(common::log::redact_url("postgresql://a:b@c@db/lb") == "postgresql://a:***@db/lb");
+
+  std::string line;
+  common::log::append_json_string(line, "a\"b\\c\n\x01\xff\xc3\xa9");
+  CHECK(line == "\"a\\\"b\\\\c\\n\\u0001\\ufffd\xc3\xa9\"");
+  CHECK_NOTHROW(nlohmann::json::parse(line));
 }
 
 TEST_CASE("database errors map to HTTP statuses in one place", "[db-errors]") {

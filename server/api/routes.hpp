@@ -1,0 +1,18 @@
+#pragma once
+// Everything the v1 API serves, registered on one router: the service and the in-process test
+// server both call this, so tests exercise exactly what production serves.
+#include "db/pool.hpp"
+#include "http/router.hpp"
+#include "http/server.hpp"
+
+namespace labelbroker::api {
+
+struct ApiDependencies {
+  db::ConnectionPool& pool;
+  http::Lifecycle& lifecycle;
+  int expected_schema_version;
+};
+
+void register_api(http::Router& router, const ApiDependencies& deps);
+
+}  // namespace labelbroker::api
