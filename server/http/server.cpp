@@ -270,7 +270,6 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void begin_request() {
     const auto& header = parser_->get();
-    request_ = Request{};
     request_.method = std::string(header.method_string());
     request_.target = std::string(header.target());
     request_.remote_address = remote_;

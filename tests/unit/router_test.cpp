@@ -67,7 +67,7 @@ TEST_CASE("router: rejects malformed and duplicate patterns", "[router]") {
   CHECK_THROWS_AS(router.add("GET", "/a/{oops", named("x")), std::invalid_argument);
 }
 
-TEST_CASE("request targets split into raw path and decoded query", "[http]") {
+TEST_CASE("request targets split into raw path and decoded query", "[request]") {
   std::string path;
   std::vector<std::pair<std::string, std::string>> query;
   REQUIRE(parse_target("/v1/vendors/scores?window=7d&domain=medical%20notes&flag", path, query));
@@ -82,7 +82,7 @@ TEST_CASE("request targets split into raw path and decoded query", "[http]") {
   CHECK_FALSE(parse_target("/a?x=%4", path, query));
 }
 
-TEST_CASE("problem responses follow RFC 9457", "[http]") {
+TEST_CASE("problem responses follow RFC 9457", "[problem]") {
   auto r = problem(422, "validation-error", "Invalid job", "2 problems",
                    {{"/items/0/id", "must be unique"}, {"/" + json_pointer_escape("a/b~c"), "bad"}});
   CHECK(r.status == 422);
