@@ -80,6 +80,28 @@ std::string new_request_id() {
   return id;
 }
 
+// The access log's RFC 3339 timestamp with milliseconds; the part up to the seconds is formatted
+// once per second per thread.
+void append_log_timestamp(std::string& out) {
+  thread_local std::time_t cached_second = -1;
+  thread_local std::string cached;  // "2026-11-28T01:02:03"
+  const auto now = std::chrono::system_clock::now();
+  const auto since_epoch = now.time_since_epoch();
+  const std::time_t second = static_cast<std::time_t>(std::chrono::duration_cast<std::chrono::seconds>(since_epoch).count());
+  if (second != cached_second) {
+    cached = common::format_rfc3339(std::chrono::system_clock::from_time_t(second));
+    cached.pop_back();  // the 'Z'
+    cached_second = second;
+  }
+  const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch).count() % 1000;
+  out += cached;
+  out += '.';
+  out += static_cast<char>('0' + millis / 100);
+  out += static_cast<char>('0' + millis / 10 % 10);
+  out += static_cast<char>('0' + millis % 10);
+  out += 'Z';
+}
+
 bool valid_request_id(std::string_view id) {
   if (id.empty() || id.size() > 128) return false;
   for (char c : id) {
@@ -229,6 +251,17 @@ class Session : public std::enable_shared_from_this<Session> {
     state_ = State::reading_header;
     started_ = Clock::now();
     request_ = Request{};
+    // Most requests arrive in one segment: parse what is buffered now instead of paying another
+    // trip through the scheduler. The parser stops at the end of the header (it is not eager).
+    while (buffer_.size() > 0 && !parser_->is_header_done()) {
+      beast::error_code ec;
+      const std::size_t used = parser_->put(buffer_.data(), ec);
+      buffer_.consume(used);
+      if (ec == bhttp::error::need_more) break;
+      if (ec) return on_read_error(ec);
+      if (used == 0) break;
+    }
+    if (parser_->is_header_done()) return on_header({}, 0);
     stream_.expires_after(server_.options().header_timeout);
     bhttp::async_read_header(stream_, buffer_, *parser_,
                              beast::bind_front_handler(&Session::on_header, shared_from_this()));
@@ -538,7 +571,7 @@ void Server::Impl::access_log(const Request& request, int status, std::size_t by
   std::string line;
   line.reserve(256 + request.path.size());
   line += R"({"ts":")";
-  line += common::format_rfc3339(std::chrono::system_clock::now(), true);
+  append_log_timestamp(line);
   line += R"(","level":"info","msg":"request","method":)";
   common::log::append_json_string(line, request.method);
   line += R"(,"path":)";
