@@ -1,6 +1,6 @@
-#include "app/cli.hpp"
-
 #include <csignal>
+
+#include "app/cli.hpp"
 
 int main(int argc, char** argv) {
   // libpq can write to a socket the server has closed; that must be an error, not a signal.

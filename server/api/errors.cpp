@@ -8,10 +8,14 @@ namespace {
 
 std::string slug_for(int status) {
   switch (status) {
-    case 409: return "conflict";
-    case 422: return "constraint-violation";
-    case 503: return "service-unavailable";
-    default: return "internal-error";
+    case 409:
+      return "conflict";
+    case 422:
+      return "constraint-violation";
+    case 503:
+      return "service-unavailable";
+    default:
+      return "internal-error";
   }
 }
 

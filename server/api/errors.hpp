@@ -2,10 +2,10 @@
 // Maps exceptions that escape handlers to problem+json: database failures through
 // db::classify_db_error (409, 422, 503 with Retry-After), everything else to nothing (the server
 // answers 500 and logs the cause).
-#include "http/request.hpp"
-
 #include <exception>
 #include <optional>
+
+#include "http/request.hpp"
 
 namespace labelbroker::api {
 

@@ -1,10 +1,10 @@
 #include "api/health_routes.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include "common/build_info.hpp"
 #include "db/probe.hpp"
 #include "http/problem.hpp"
-
-#include <nlohmann/json.hpp>
 
 namespace labelbroker::api {
 namespace {

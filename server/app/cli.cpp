@@ -1,15 +1,15 @@
 #include "app/cli.hpp"
 
-#include "app/service.hpp"
-#include "common/build_info.hpp"
-#include "common/log.hpp"
-#include "config/config.hpp"
-
 #include <cstdio>
 #include <iostream>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "app/service.hpp"
+#include "common/build_info.hpp"
+#include "common/log.hpp"
+#include "config/config.hpp"
 
 namespace labelbroker::app {
 namespace {
@@ -90,7 +90,8 @@ int run(int argc, char** argv) {
   try {
     args = parse_arguments(argc, argv);
   } catch (const UsageError& e) {
-    std::cerr << "labelbroker: " << e.message << "\n" << "Try 'labelbroker --help'.\n";
+    std::cerr << "labelbroker: " << e.message << "\n"
+              << "Try 'labelbroker --help'.\n";
     return kExitUsage;
   }
   if (args.command == "help") {

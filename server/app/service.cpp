@@ -1,5 +1,11 @@
 #include "app/service.hpp"
 
+#include <algorithm>
+#include <csignal>
+#include <thread>
+
+#include <pqxx/connection>
+
 #include "api/routes.hpp"
 #include "app/cli.hpp"
 #include "common/build_info.hpp"
@@ -9,13 +15,6 @@
 #include "db/probe.hpp"
 #include "http/router.hpp"
 #include "http/server.hpp"
-
-#include <pqxx/connection>
-
-#include <csignal>
-
-#include <algorithm>
-#include <thread>
 
 namespace labelbroker::app {
 namespace {
@@ -94,7 +93,9 @@ http::ServerOptions server_options(const config::Config& cfg) {
 
 }  // namespace
 
-int migrate(const config::Config& cfg) { return prepare_schema(cfg, /*apply=*/true); }
+int migrate(const config::Config& cfg) {
+  return prepare_schema(cfg, /*apply=*/true);
+}
 
 int serve(const config::Config& cfg) {
   common::log::info("starting", {{"version", std::string(common::build_version())},

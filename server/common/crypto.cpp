@@ -1,11 +1,11 @@
 #include "common/crypto.hpp"
 
+#include <stdexcept>
+#include <vector>
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-
-#include <stdexcept>
-#include <vector>
 
 namespace labelbroker::common {
 namespace {
@@ -32,8 +32,7 @@ std::string sha256_hex(std::string_view data) {
 
 std::string random_hex(std::size_t bytes) {
   std::vector<unsigned char> buf(bytes);
-  if (bytes > 0 && RAND_bytes(buf.data(), static_cast<int>(bytes)) != 1)
-    throw std::runtime_error("RAND_bytes failed");
+  if (bytes > 0 && RAND_bytes(buf.data(), static_cast<int>(bytes)) != 1) throw std::runtime_error("RAND_bytes failed");
   return to_hex(buf.data(), buf.size());
 }
 

@@ -4,10 +4,10 @@
 // Thread safety: every function may be called from any thread; each line is written with a single
 // write(2) so lines from different threads never interleave.
 // Secrets must never be passed in fields; use redact_url() for connection strings.
-#include <nlohmann/json.hpp>
-
 #include <string>
 #include <string_view>
+
+#include <nlohmann/json.hpp>
 
 namespace labelbroker::common::log {
 
@@ -21,10 +21,18 @@ bool enabled(Level level);
 // Writes {"ts": ..., "level": ..., "msg": message, ...fields} when level is enabled.
 void write(Level level, std::string_view message, const nlohmann::json& fields = nlohmann::json::object());
 
-inline void debug(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) { write(Level::debug, m, f); }
-inline void info(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) { write(Level::info, m, f); }
-inline void warn(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) { write(Level::warn, m, f); }
-inline void error(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) { write(Level::error, m, f); }
+inline void debug(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) {
+  write(Level::debug, m, f);
+}
+inline void info(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) {
+  write(Level::info, m, f);
+}
+inline void warn(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) {
+  write(Level::warn, m, f);
+}
+inline void error(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) {
+  write(Level::error, m, f);
+}
 
 // Writes an already-serialised JSON object as one line (used by the access log, which builds its
 // line without going through nlohmann::json to stay cheap on the request path).

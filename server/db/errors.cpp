@@ -1,8 +1,8 @@
 #include "db/errors.hpp"
 
-#include "db/pool.hpp"
-
 #include <pqxx/except>
+
+#include "db/pool.hpp"
 
 namespace labelbroker::db {
 
@@ -12,8 +12,7 @@ DbFailure classify_db_error(const std::exception& error) {
     return {503, "Database busy", "all database connections are in use; retry shortly", 1, true};
   if (dynamic_cast<const pqxx::broken_connection*>(&error))
     return {503, "Database unavailable", "the database connection failed; retry shortly", 2, true};
-  if (dynamic_cast<const pqxx::serialization_failure*>(&error) ||
-      dynamic_cast<const pqxx::deadlock_detected*>(&error))
+  if (dynamic_cast<const pqxx::serialization_failure*>(&error) || dynamic_cast<const pqxx::deadlock_detected*>(&error))
     return {503, "Database contention", "the request conflicted with concurrent work; retry it", 1, true};
   if (dynamic_cast<const pqxx::unique_violation*>(&error))
     return {409, "Conflict", "a resource with the same identity already exists", 0, false};

@@ -1,11 +1,11 @@
 #include "db/migrations.hpp"
 
-#include "common/crypto.hpp"
-#include "common/log.hpp"
+#include <map>
 
 #include <pqxx/pqxx>
 
-#include <map>
+#include "common/crypto.hpp"
+#include "common/log.hpp"
 
 namespace labelbroker::db {
 namespace {
@@ -56,8 +56,7 @@ MigrationReport check(const std::map<int, AppliedRow>& applied, const std::vecto
     }
     if (it->second->checksum() != row.checksum) {
       throw MigrationError(file_name(version, it->second->name) + " changed after it was applied (checksum " +
-                           row.checksum.substr(0, 12) + " in database, " +
-                           it->second->checksum().substr(0, 12) +
+                           row.checksum.substr(0, 12) + " in database, " + it->second->checksum().substr(0, 12) +
                            " in this build); add a new migration instead of editing an applied one");
     }
     report.schema_version = std::max(report.schema_version, version);
@@ -91,7 +90,9 @@ class AdvisoryLock {
 
 }  // namespace
 
-std::string Migration::checksum() const { return common::sha256_hex(sql); }
+std::string Migration::checksum() const {
+  return common::sha256_hex(sql);
+}
 
 MigrationReport apply_migrations(pqxx::connection& connection, const std::vector<Migration>& migrations) {
   AdvisoryLock lock(connection);
@@ -107,8 +108,8 @@ MigrationReport apply_migrations(pqxx::connection& connection, const std::vector
     } catch (const std::exception& e) {
       throw MigrationError(file_name(m.version, m.name) + " failed: " + e.what());
     }
-    tx.exec_params0("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", m.version,
-                    m.name, m.checksum());
+    tx.exec_params0("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", m.version, m.name,
+                    m.checksum());
     tx.commit();
     report.applied.push_back(m.version);
     report.schema_version = std::max(report.schema_version, m.version);

@@ -5,11 +5,11 @@
 // Guarantees: applying twice is a no-op; each migration runs in its own transaction together with
 // its bookkeeping row; concurrent processes serialise on a PostgreSQL advisory lock; an applied
 // migration whose text has changed, or one this binary does not know, stops start-up.
-#include <pqxx/connection>
-
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <pqxx/connection>
 
 namespace labelbroker::db {
 

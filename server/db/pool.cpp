@@ -60,8 +60,8 @@ Lease ConnectionPool::acquire(std::chrono::milliseconds timeout) {
   const bool got = available_.wait_until(lock, deadline, [&] { return !idle_.empty() || open_ < options_.size; });
   --waiting_;
   if (!got) {
-    throw PoolExhausted("no database connection free within " + std::to_string(timeout.count()) +
-                        " ms (pool size " + std::to_string(options_.size) + ")");
+    throw PoolExhausted("no database connection free within " + std::to_string(timeout.count()) + " ms (pool size " +
+                        std::to_string(options_.size) + ")");
   }
   if (!idle_.empty()) {
     auto connection = std::move(idle_.back());

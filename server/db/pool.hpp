@@ -7,9 +7,6 @@
 // acquire opens a fresh one, so the pool recovers by itself when the database comes back.
 // Thread safety: all members are safe to call concurrently. Blocking: acquire() blocks (up to the
 // acquire timeout) and opening a connection does network I/O, so never call it on an I/O thread.
-#include <pqxx/connection>
-#include <pqxx/except>
-
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -19,6 +16,9 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <pqxx/connection>
+#include <pqxx/except>
 
 namespace labelbroker::db {
 

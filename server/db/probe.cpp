@@ -1,8 +1,8 @@
 #include "db/probe.hpp"
 
-#include "db/migrations.hpp"
-
 #include <algorithm>
+
+#include "db/migrations.hpp"
 
 namespace labelbroker::db {
 

@@ -1,9 +1,9 @@
 #pragma once
 // Readiness probe: is the database reachable, and is its schema the one this binary expects?
-#include "db/pool.hpp"
-
 #include <chrono>
 #include <string>
+
+#include "db/pool.hpp"
 
 namespace labelbroker::db {
 

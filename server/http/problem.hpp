@@ -1,11 +1,11 @@
 #pragma once
 // application/problem+json responses (RFC 9457). Every error the API returns goes through here so
 // clients can rely on {type, title, status, detail[, errors]} everywhere.
-#include "http/request.hpp"
-
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "http/request.hpp"
 
 namespace labelbroker::http {
 

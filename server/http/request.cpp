@@ -90,8 +90,7 @@ bool percent_decode(std::string_view in, std::string& out, bool plus_is_space) {
   return true;
 }
 
-bool parse_target(std::string_view target, std::string& path,
-                  std::vector<std::pair<std::string, std::string>>& query) {
+bool parse_target(std::string_view target, std::string& path, std::vector<std::pair<std::string, std::string>>& query) {
   if (target.empty() || target.front() != '/') return false;
   auto qpos = target.find('?');
   std::string_view raw_path = target.substr(0, qpos);

@@ -55,8 +55,7 @@ struct Response {
 
 // Splits "target" into the raw path and the decoded query. Returns false for a target that is not a
 // valid origin-form (must start with '/', valid percent escapes, no NUL).
-bool parse_target(std::string_view target, std::string& path,
-                  std::vector<std::pair<std::string, std::string>>& query);
+bool parse_target(std::string_view target, std::string& path, std::vector<std::pair<std::string, std::string>>& query);
 
 // Decodes %XX escapes (and '+' as space when plus_is_space). False on a bad escape or a NUL byte.
 bool percent_decode(std::string_view in, std::string& out, bool plus_is_space);

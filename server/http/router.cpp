@@ -33,9 +33,11 @@ int specificity(const Route& r) {
 }  // namespace
 
 void Router::add(std::string method, std::string pattern, Handler handler, Execution execution) {
-  if (pattern.empty() || pattern.front() != '/') throw std::invalid_argument("route pattern must start with '/': " + pattern);
+  if (pattern.empty() || pattern.front() != '/')
+    throw std::invalid_argument("route pattern must start with '/': " + pattern);
   for (const auto& r : routes_) {
-    if (r.method == method && r.pattern == pattern) throw std::invalid_argument("duplicate route " + method + " " + pattern);
+    if (r.method == method && r.pattern == pattern)
+      throw std::invalid_argument("duplicate route " + method + " " + pattern);
   }
   Route route{std::move(method), std::move(pattern), std::move(handler), execution, {}};
   for (auto s : split_path(route.pattern)) {
@@ -70,8 +72,10 @@ RouteMatch Router::match(std::string_view method, std::string_view raw_path) con
     for (size_t i = 0; i < segments.size() && ok; ++i) {
       const auto& pattern = route.segments[i];
       if (is_param(pattern)) {
-        if (segments[i].empty()) ok = false;
-        else params.emplace_back(pattern.substr(1, pattern.size() - 2), segments[i]);
+        if (segments[i].empty())
+          ok = false;
+        else
+          params.emplace_back(pattern.substr(1, pattern.size() - 2), segments[i]);
       } else {
         ok = pattern == segments[i];
       }

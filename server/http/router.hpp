@@ -5,14 +5,14 @@
 // The router is built at start-up and then only read, so concurrent match() calls are safe.
 // Handlers run either on an I/O thread (only for work that never blocks: no database, no disk,
 // no network) or on the worker pool (the default).
-#include "http/request.hpp"
-
 #include <exception>
 #include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "http/request.hpp"
 
 namespace labelbroker::http {
 

@@ -1,21 +1,5 @@
 #include "http/server.hpp"
 
-#include "common/log.hpp"
-#include "common/time.hpp"
-#include "http/problem.hpp"
-
-#include <boost/asio/dispatch.hpp>
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/write.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/signal_set.hpp>
-#include <boost/asio/strand.hpp>
-#include <boost/asio/thread_pool.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-
 #include <condition_variable>
 #include <ctime>
 #include <mutex>
@@ -24,6 +8,22 @@
 #include <thread>
 #include <unordered_map>
 #include <vector>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "common/log.hpp"
+#include "common/time.hpp"
+#include "http/problem.hpp"
 
 namespace labelbroker::http {
 namespace {
@@ -87,7 +87,8 @@ void append_log_timestamp(std::string& out) {
   thread_local std::string cached;  // "2026-11-28T01:02:03"
   const auto now = std::chrono::system_clock::now();
   const auto since_epoch = now.time_since_epoch();
-  const std::time_t second = static_cast<std::time_t>(std::chrono::duration_cast<std::chrono::seconds>(since_epoch).count());
+  const std::time_t second =
+      static_cast<std::time_t>(std::chrono::duration_cast<std::chrono::seconds>(since_epoch).count());
   if (second != cached_second) {
     cached = common::format_rfc3339(std::chrono::system_clock::from_time_t(second));
     cached.pop_back();  // the 'Z'
@@ -235,7 +236,8 @@ class Session : public std::enable_shared_from_this<Session> {
       // Waiting for the first byte of the next request is idle time, with its own timeout.
       state_ = State::idle;
       stream_.expires_after(server_.options().idle_timeout);
-      stream_.async_read_some(buffer_.prepare(4096), beast::bind_front_handler(&Session::on_first_bytes, shared_from_this()));
+      stream_.async_read_some(buffer_.prepare(4096),
+                              beast::bind_front_handler(&Session::on_first_bytes, shared_from_this()));
     } else {
       read_header();
     }
@@ -283,10 +285,11 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!expect.empty() && iequals(expect, "100-continue") && header.version() >= 11) {
       // The client waits for this before sending the body.
       static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      net::async_write(stream_, net::buffer(kContinue), [self = shared_from_this()](beast::error_code wec, std::size_t) {
-        if (wec) return self->do_close();
-        self->read_body();
-      });
+      net::async_write(stream_, net::buffer(kContinue),
+                       [self = shared_from_this()](beast::error_code wec, std::size_t) {
+                         if (wec) return self->do_close();
+                         self->read_body();
+                       });
       return;
     }
     read_body();
@@ -318,8 +321,8 @@ class Session : public std::enable_shared_from_this<Session> {
         ec == net::error::operation_aborted || ec == beast::error::timeout || ec == bhttp::error::partial_message) {
       // Client went away, or was too slow (the stream closed itself on timeout).
       if (ec == beast::error::timeout) {
-        common::log::info("connection timed out", {{"remote", remote_},
-                                                    {"phase", state_ == State::reading_body ? "body" : "header"}});
+        common::log::info("connection timed out",
+                          {{"remote", remote_}, {"phase", state_ == State::reading_body ? "body" : "header"}});
       }
       return do_close();
     }
@@ -328,13 +331,14 @@ class Session : public std::enable_shared_from_this<Session> {
       request_.remote_address = remote_;
     }
     if (ec == bhttp::error::body_limit) {
-      return send_error(413, "payload-too-large", "Payload too large",
-                        "the request body exceeds the limit of " + std::to_string(server_.options().body_limit_bytes) +
-                            " bytes");
+      return send_error(
+          413, "payload-too-large", "Payload too large",
+          "the request body exceeds the limit of " + std::to_string(server_.options().body_limit_bytes) + " bytes");
     }
     if (ec == bhttp::error::header_limit) {
-      return send_error(431, "headers-too-large", "Request header fields too large",
-                        "the request header exceeds " + std::to_string(server_.options().header_limit_bytes) + " bytes");
+      return send_error(
+          431, "headers-too-large", "Request header fields too large",
+          "the request header exceeds " + std::to_string(server_.options().header_limit_bytes) + " bytes");
     }
     send_error(400, "malformed-request", "Bad request", "the request is not valid HTTP/1.1: " + ec.message());
   }
@@ -356,7 +360,8 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     RouteMatch match = server_.router().match(request_.method, request_.path);
     switch (match.outcome) {
-      case RouteMatch::Outcome::found: break;
+      case RouteMatch::Outcome::found:
+        break;
       case RouteMatch::Outcome::bad_path:
         return send(problem(400, "malformed-request", "Bad request", "the path contains an invalid percent escape"));
       case RouteMatch::Outcome::not_found:
@@ -409,7 +414,8 @@ class Session : public std::enable_shared_from_this<Session> {
     for (const auto& [name, value] : response.headers.all()) {
       // Handlers never put CR or LF in a header on purpose; if one slips in, drop the field
       // rather than let it split the response.
-      if (name.find_first_of("\r\n:") != std::string::npos || value.find_first_of("\r\n") != std::string::npos) continue;
+      if (name.find_first_of("\r\n:") != std::string::npos || value.find_first_of("\r\n") != std::string::npos)
+        continue;
       if (iequals(name, "Content-Length") || iequals(name, "Connection")) continue;
       out += name;
       out += ": ";
@@ -427,8 +433,10 @@ class Session : public std::enable_shared_from_this<Session> {
       out += std::to_string(response.body.size());
       out += "\r\n";
     }
-    if (!keep_alive) out += "Connection: close\r\n";
-    else if (version_ == 10) out += "Connection: keep-alive\r\n";
+    if (!keep_alive)
+      out += "Connection: close\r\n";
+    else if (version_ == 10)
+      out += "Connection: keep-alive\r\n";
     out += "\r\n";
     if (!head && !bodiless_status) out += response.body;
   }
@@ -543,18 +551,21 @@ Response Server::Impl::dispatch_inline(Request& request, const Route& route) {
     if (const auto& mapper = router_.exception_mapper()) {
       try {
         if (auto mapped = mapper(e, request)) {
-          common::log::warn("handler failed, answered from the error mapping",
-                            {{"method", request.method}, {"route", route.pattern}, {"request_id", request.request_id},
-                             {"status", mapped->status}, {"error", e.what()}});
+          common::log::warn("handler failed, answered from the error mapping", {{"method", request.method},
+                                                                                {"route", route.pattern},
+                                                                                {"request_id", request.request_id},
+                                                                                {"status", mapped->status},
+                                                                                {"error", e.what()}});
           return std::move(*mapped);
         }
       } catch (const std::exception& mapping_error) {
         common::log::error("error mapping failed", {{"error", mapping_error.what()}});
       }
     }
-    common::log::error("handler failed",
-                       {{"method", request.method}, {"route", route.pattern}, {"request_id", request.request_id},
-                        {"error", e.what()}});
+    common::log::error("handler failed", {{"method", request.method},
+                                          {"route", route.pattern},
+                                          {"request_id", request.request_id},
+                                          {"error", e.what()}});
   }
   return problem(500, "internal-error", "Internal server error",
                  "the server failed to handle this request; quote request id " + request.request_id);
@@ -667,11 +678,23 @@ Server::Server(ServerOptions options, const Router& router, Lifecycle& lifecycle
 
 Server::~Server() = default;
 
-void Server::start() { impl_->start(); }
-std::uint16_t Server::port() const { return impl_->port(); }
-void Server::handle_signals() { impl_->handle_signals(); }
-void Server::begin_shutdown() { impl_->begin_shutdown(); }
-bool Server::wait() { return impl_->wait(); }
-std::size_t Server::open_connections() const { return impl_->open_connections(); }
+void Server::start() {
+  impl_->start();
+}
+std::uint16_t Server::port() const {
+  return impl_->port();
+}
+void Server::handle_signals() {
+  impl_->handle_signals();
+}
+void Server::begin_shutdown() {
+  impl_->begin_shutdown();
+}
+bool Server::wait() {
+  return impl_->wait();
+}
+std::size_t Server::open_connections() const {
+  return impl_->open_connections();
+}
 
 }  // namespace labelbroker::http

@@ -9,14 +9,14 @@
 // idle connections, lets requests in flight finish for up to `shutdown_grace`, and stops. wait()
 // returns when that is done. A second signal cuts the grace period short.
 // Beast and Asio stay inside server.cpp; this header is safe to include anywhere.
-#include "http/router.hpp"
-
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
+
+#include "http/router.hpp"
 
 namespace labelbroker::http {
 

@@ -1,12 +1,13 @@
 // Migrations against a real PostgreSQL (a scratch database per test).
 #include "db/migrations.hpp"
-#include "support/scratch_db.hpp"
+
+#include <future>
+#include <vector>
 
 #include <catch2/catch.hpp>
 #include <pqxx/pqxx>
 
-#include <future>
-#include <vector>
+#include "support/scratch_db.hpp"
 
 using namespace labelbroker;
 using labelbroker::testing::ScratchDatabase;

@@ -1,13 +1,14 @@
 // The connection pool against a real PostgreSQL.
-#include "db/errors.hpp"
 #include "db/pool.hpp"
-#include "db/probe.hpp"
-#include "support/scratch_db.hpp"
+
+#include <future>
 
 #include <catch2/catch.hpp>
 #include <pqxx/pqxx>
 
-#include <future>
+#include "db/errors.hpp"
+#include "db/probe.hpp"
+#include "support/scratch_db.hpp"
 
 using namespace labelbroker;
 using labelbroker::testing::ScratchDatabase;
@@ -24,7 +25,9 @@ db::PoolOptions options_for(const std::string& url, std::size_t size) {
   return o;
 }
 
-int backend_pid(pqxx::connection& c) { return pqxx::nontransaction(c).exec1("SELECT pg_backend_pid()")[0].as<int>(); }
+int backend_pid(pqxx::connection& c) {
+  return pqxx::nontransaction(c).exec1("SELECT pg_backend_pid()")[0].as<int>();
+}
 
 }  // namespace
 
@@ -46,7 +49,8 @@ TEST_CASE("pool: connections are reused and bounded", "[.db][pool]") {
   CHECK_THROWS_AS(pool.acquire(), db::PoolExhausted);
 
   // A waiter gets the connection as soon as one is given back.
-  auto waiter = std::async(std::launch::async, [&] { return backend_pid(pool.acquire(milliseconds(5000)).connection()); });
+  auto waiter =
+      std::async(std::launch::async, [&] { return backend_pid(pool.acquire(milliseconds(5000)).connection()); });
   { auto released = std::move(a); }
   CHECK(waiter.get() > 0);
 }

@@ -1,17 +1,17 @@
 // The real labelbroker binary, run as a child process.
-#include "support/http_client.hpp"
-#include "support/process.hpp"
-#include "support/scratch_db.hpp"
-
-#include <catch2/catch.hpp>
-#include <nlohmann/json.hpp>
-#include <pqxx/pqxx>
-
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <regex>
 #include <thread>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+
+#include "support/http_client.hpp"
+#include "support/process.hpp"
+#include "support/scratch_db.hpp"
 
 using namespace labelbroker::testing;
 using std::chrono::milliseconds;
@@ -137,9 +137,9 @@ TEST_CASE("labelbroker migrate is idempotent and checksum-guarded", "[.db][e2e][
 
 TEST_CASE("labelbroker serve: ready on a migrated database, exits 0 on SIGTERM", "[.db][e2e][signals]") {
   ScratchDatabase scratch;
-  ChildProcess broker({kBinary, "serve"}, {{"LABELBROKER_DATABASE_URL", scratch.url()},
-                                           {"LABELBROKER_LISTEN", "127.0.0.1:0"},
-                                           {"LABELBROKER_CONFIG", ""}});
+  ChildProcess broker(
+      {kBinary, "serve"},
+      {{"LABELBROKER_DATABASE_URL", scratch.url()}, {"LABELBROKER_LISTEN", "127.0.0.1:0"}, {"LABELBROKER_CONFIG", ""}});
   const auto port = wait_for_listening(broker);
   auto ready = http_request(port, "GET", "/readyz");
   CHECK(ready.status == 200);
@@ -162,7 +162,7 @@ TEST_CASE("/readyz follows the database down and back up without a broker restar
   auto dir = std::filesystem::temp_directory_path() / ("lb-readyz-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const std::map<std::string, std::string> pg_env = {{"LABELBROKER_PG_DIR", (dir / "pg").string()},
-                                                      {"LABELBROKER_PG_PORT", std::to_string(free_port())}};
+                                                     {"LABELBROKER_PG_PORT", std::to_string(free_port())}};
   struct Cleanup {
     std::map<std::string, std::string> env;
     std::filesystem::path dir;
@@ -180,9 +180,9 @@ TEST_CASE("/readyz follows the database down and back up without a broker restar
   REQUIRE(url.exit_code == 0);
   std::string database_url = url.out.substr(0, url.out.find('\n'));
 
-  ChildProcess broker({kBinary, "serve"}, {{"LABELBROKER_DATABASE_URL", database_url},
-                                           {"LABELBROKER_LISTEN", "127.0.0.1:0"},
-                                           {"LABELBROKER_CONFIG", ""}});
+  ChildProcess broker(
+      {kBinary, "serve"},
+      {{"LABELBROKER_DATABASE_URL", database_url}, {"LABELBROKER_LISTEN", "127.0.0.1:0"}, {"LABELBROKER_CONFIG", ""}});
   const auto port = wait_for_listening(broker);
   CHECK(eventually_status(port, "/readyz", 200));
 

@@ -1,14 +1,14 @@
 // HTTP behaviour of the real server, started in-process on a free port.
-#include "support/http_client.hpp"
-#include "support/test_server.hpp"
+#include <csignal>
+#include <future>
+#include <thread>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <pqxx/except>
 
-#include <csignal>
-#include <future>
-#include <thread>
+#include "support/http_client.hpp"
+#include "support/test_server.hpp"
 
 using namespace labelbroker;
 using namespace labelbroker::testing;
@@ -56,7 +56,8 @@ TEST_CASE("a body over the limit gets 413 and Connection: close", "[http]") {
   auto options = test_server_options();
   options.body_limit_bytes = 8 * 1024 * 1024;
   TestServer ts(options);
-  ts.router().add("POST", "/echo", [](http::Request& req) { return http::Response::text(200, std::to_string(req.body.size())); });
+  ts.router().add("POST", "/echo",
+                  [](http::Request& req) { return http::Response::text(200, std::to_string(req.body.size())); });
   ts.start();
 
   SECTION("declared with Content-Length (9 MiB)") {

@@ -1,20 +1,20 @@
 #include "support/http_client.hpp"
 
-#include "http/request.hpp"
-
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
-#include <stdexcept>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "http/request.hpp"
 
 namespace labelbroker::testing {
 
@@ -63,7 +63,8 @@ HttpResult http_request(std::uint16_t port, const std::string& method, const std
     });
   });
   ioc.run();
-  if (failure) throw std::runtime_error("http_request " + method + " " + target + ": " + failed_step + ": " + failure.message());
+  if (failure)
+    throw std::runtime_error("http_request " + method + " " + target + ": " + failed_step + ": " + failure.message());
 
   auto& res = parser.get();
   HttpResult out;
@@ -106,7 +107,9 @@ bool RawConnection::send(const std::string& bytes) {
   return true;
 }
 
-void RawConnection::shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+void RawConnection::shutdown_write() {
+  ::shutdown(fd_, SHUT_WR);
+}
 
 std::string RawConnection::read_until_close() {
   std::string out = std::move(pending_);

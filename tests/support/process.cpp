@@ -1,5 +1,12 @@
 #include "support/process.hpp"
 
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -7,13 +14,6 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <cstdlib>
-#include <cstring>
-#include <fstream>
-#include <sstream>
-#include <stdexcept>
-#include <thread>
 
 extern char** environ;
 
@@ -50,8 +50,10 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, std::map<std::string, 
     if (eq != std::string::npos) merged[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
   for (const auto& [k, v] : env) {
-    if (v.empty()) merged.erase(k);
-    else merged[k] = v;
+    if (v.empty())
+      merged.erase(k);
+    else
+      merged[k] = v;
   }
   std::vector<std::string> env_strings;
   for (const auto& [k, v] : merged) env_strings.push_back(k + "=" + v);
@@ -110,10 +112,16 @@ std::optional<int> ChildProcess::wait(std::chrono::milliseconds timeout) {
   return status_;
 }
 
-bool ChildProcess::running() { return !wait(std::chrono::milliseconds(0)).has_value(); }
+bool ChildProcess::running() {
+  return !wait(std::chrono::milliseconds(0)).has_value();
+}
 
-std::string ChildProcess::output() const { return read_file(out_path_); }
-std::string ChildProcess::errors() const { return read_file(err_path_); }
+std::string ChildProcess::output() const {
+  return read_file(out_path_);
+}
+std::string ChildProcess::errors() const {
+  return read_file(err_path_);
+}
 
 bool ChildProcess::wait_for_stderr(const std::string& needle, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;

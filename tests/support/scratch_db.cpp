@@ -1,20 +1,21 @@
 #include "support/scratch_db.hpp"
 
-#include "common/crypto.hpp"
+#include <cstdlib>
 
 #include <catch2/catch.hpp>
 #include <pqxx/connection>
 #include <pqxx/nontransaction>
 
-#include <cstdlib>
+#include "common/crypto.hpp"
 
 namespace labelbroker::testing {
 
 std::string test_database_url() {
   const char* url = std::getenv("LABELBROKER_TEST_DATABASE_URL");
   if (!url || !*url) {
-    FAIL("LABELBROKER_TEST_DATABASE_URL is not set: run database tests through scripts/test, "
-         "which starts a throwaway PostgreSQL cluster");
+    FAIL(
+        "LABELBROKER_TEST_DATABASE_URL is not set: run database tests through scripts/test, "
+        "which starts a throwaway PostgreSQL cluster");
   }
   return url;
 }
@@ -30,7 +31,8 @@ std::string with_database_name(const std::string& url, const std::string& name) 
 }
 
 ScratchDatabase::ScratchDatabase()
-    : admin_url_(test_database_url()), name_("lbtest_" + common::random_hex(6)),
+    : admin_url_(test_database_url()),
+      name_("lbtest_" + common::random_hex(6)),
       url_(with_database_name(admin_url_, name_)) {
   pqxx::connection admin(admin_url_);
   pqxx::nontransaction tx(admin);

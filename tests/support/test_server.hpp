@@ -1,13 +1,13 @@
 #pragma once
 // An in-process labelbroker HTTP server on a free port, with the real API routes and a pool
 // pointing at `database_url` (an unreachable URL is fine for tests that do not need the database).
+#include <memory>
+#include <string>
+
 #include "api/routes.hpp"
 #include "db/pool.hpp"
 #include "http/router.hpp"
 #include "http/server.hpp"
-
-#include <memory>
-#include <string>
 
 namespace labelbroker::testing {
 

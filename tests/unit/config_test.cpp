@@ -1,8 +1,8 @@
 #include "config/config.hpp"
 
-#include <catch2/catch.hpp>
-
 #include <map>
+
+#include <catch2/catch.hpp>
 
 using labelbroker::config::ConfigError;
 using labelbroker::config::EnvLookup;
@@ -73,9 +73,9 @@ TEST_CASE("config: errors name the JSON path and the reason on one line", "[conf
   CHECK(error_of(R"({"log": {"level": "loud"}})") == "test.json: $.log.level: must be one of debug, info, warn, error");
   CHECK(error_of(R"({"http": []})") == "test.json: $.http: expected an object, got array");
   CHECK(error_of(R"([])") == "test.json: $: expected an object, got array");
-  CHECK(error_of(R"({"listen": "localhost"})") ==
-        "test.json: $.listen: expected \"host:port\", got \"localhost\"");
-  CHECK(error_of(R"({"listen": "127.0.0.1:70000"})").find("port must be a number from 0 to 65535") != std::string::npos);
+  CHECK(error_of(R"({"listen": "localhost"})") == "test.json: $.listen: expected \"host:port\", got \"localhost\"");
+  CHECK(error_of(R"({"listen": "127.0.0.1:70000"})").find("port must be a number from 0 to 65535") !=
+        std::string::npos);
 
   const std::string syntax = error_of("{\n  \"listen\": ,\n}");
   CHECK(syntax.rfind("test.json: invalid JSON: ", 0) == 0);
@@ -98,9 +98,9 @@ TEST_CASE("config: secrets come from the environment and never show up in errors
 }
 
 TEST_CASE("config: environment overrides win over the file", "[config]") {
-  auto cfg = parse_config(R"({"listen": "127.0.0.1:1", "database": {"url": "postgresql://file/x"}})", "test.json",
-                          fake_env({{"LABELBROKER_LISTEN", "127.0.0.1:0"},
-                                    {"LABELBROKER_DATABASE_URL", "postgresql://env/y"}}));
+  auto cfg = parse_config(
+      R"({"listen": "127.0.0.1:1", "database": {"url": "postgresql://file/x"}})", "test.json",
+      fake_env({{"LABELBROKER_LISTEN", "127.0.0.1:0"}, {"LABELBROKER_DATABASE_URL", "postgresql://env/y"}}));
   CHECK(cfg.listen.port == 0);
   CHECK(cfg.database.url.reveal() == "postgresql://env/y");
   CHECK(cfg.database.url.origin() == "env:LABELBROKER_DATABASE_URL");
@@ -112,8 +112,9 @@ TEST_CASE("config: environment overrides win over the file", "[config]") {
 TEST_CASE("config: a named file that does not exist is an error, an absent default is not", "[config]") {
   CHECK_THROWS_WITH(labelbroker::config::load_config(std::string("/nonexistent/lb.json"), fake_env({})),
                     "/nonexistent/lb.json: config file not found");
-  CHECK_THROWS_WITH(labelbroker::config::load_config(std::nullopt, fake_env({{"LABELBROKER_CONFIG", "/nonexistent/x.json"}})),
-                    "/nonexistent/x.json: config file not found");
+  CHECK_THROWS_WITH(
+      labelbroker::config::load_config(std::nullopt, fake_env({{"LABELBROKER_CONFIG", "/nonexistent/x.json"}})),
+      "/nonexistent/x.json: config file not found");
 }
 
 TEST_CASE("config: listen addresses", "[config]") {

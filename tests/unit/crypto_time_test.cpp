@@ -1,12 +1,12 @@
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <pqxx/except>
+
 #include "common/crypto.hpp"
 #include "common/log.hpp"
 #include "common/time.hpp"
 #include "db/errors.hpp"
 #include "db/pool.hpp"
-
-#include <catch2/catch.hpp>
-#include <nlohmann/json.hpp>
-#include <pqxx/except>
 
 using namespace labelbroker;
 

@@ -1,9 +1,10 @@
-#include "http/problem.hpp"
-#include "http/request.hpp"
 #include "http/router.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+
+#include "http/problem.hpp"
+#include "http/request.hpp"
 
 using namespace labelbroker::http;
 
