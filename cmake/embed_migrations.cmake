@@ -27,9 +27,5 @@ ${body}  };
 }
 }  // namespace labelbroker::db
 ")
-if(EXISTS "${OUTPUT}")
-  file(READ "${OUTPUT}" old)
-endif()
-if(NOT old STREQUAL content)
-  file(WRITE "${OUTPUT}" "${content}")
-endif()
+# Runs only when a schema file changed, so the output is always rewritten.
+file(WRITE "${OUTPUT}" "${content}")

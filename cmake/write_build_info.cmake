@@ -22,6 +22,7 @@ std::string_view build_version() { return \"${VERSION}\"; }
 std::string_view build_commit() { return \"${commit}\"; }
 }  // namespace labelbroker::common
 ")
+# Runs on every build: rewrite only on change so unchanged builds stay no-ops.
 if(EXISTS "${OUTPUT}")
   file(READ "${OUTPUT}" old)
 endif()
