@@ -9,6 +9,12 @@ namespace labelbroker::common {
 // Lower-case hex SHA-256 of the bytes.
 std::string sha256_hex(std::string_view data);
 
+// Lower-case hex HMAC-SHA256(key, data).
+std::string hmac_sha256_hex(std::string_view key, std::string_view data);
+
+// Standard base64 (with padding), e.g. for HTTP Basic credentials.
+std::string base64_encode(std::string_view data);
+
 // bytes from a CSPRNG, hex encoded (2 * bytes characters). Throws std::runtime_error if the
 // system RNG fails.
 std::string random_hex(std::size_t bytes);

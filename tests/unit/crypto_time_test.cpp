@@ -15,6 +15,18 @@ TEST_CASE("sha256 matches the published test vectors", "[crypto]") {
   CHECK(common::sha256_hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
+TEST_CASE("HMAC-SHA256 and base64 match RFC 4231 and RFC 4648 vectors", "[crypto]") {
+  // RFC 4231 test case 2.
+  CHECK(common::hmac_sha256_hex("Jefe", "what do ya want for nothing?") ==
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  CHECK(common::base64_encode("") == "");
+  CHECK(common::base64_encode("f") == "Zg==");
+  CHECK(common::base64_encode("fo") == "Zm8=");
+  CHECK(common::base64_encode("foo") == "Zm9v");
+  CHECK(common::base64_encode("foobar") == "Zm9vYmFy");
+  CHECK(common::base64_encode("live_key:") == "bGl2ZV9rZXk6");
+}
+
 TEST_CASE("random_hex gives distinct values of the asked length", "[crypto]") {
   auto a = common::random_hex(16);
   auto b = common::random_hex(16);
