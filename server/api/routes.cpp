@@ -2,12 +2,14 @@
 
 #include "api/errors.hpp"
 #include "api/health_routes.hpp"
+#include "api/vendor_routes.hpp"
 
 namespace labelbroker::api {
 
 void register_api(http::Router& router, const ApiDependencies& deps) {
   router.set_exception_mapper(map_exception);
   register_health_routes(router, {deps.pool, deps.lifecycle, deps.expected_schema_version});
+  register_vendor_routes(router, deps.vendors);
 }
 
 }  // namespace labelbroker::api

@@ -4,6 +4,7 @@
 #include "db/pool.hpp"
 #include "http/router.hpp"
 #include "http/server.hpp"
+#include "vendors/registry.hpp"
 
 namespace labelbroker::api {
 
@@ -11,6 +12,7 @@ struct ApiDependencies {
   db::ConnectionPool& pool;
   http::Lifecycle& lifecycle;
   int expected_schema_version;
+  const vendors::VendorSet& vendors;
 };
 
 void register_api(http::Router& router, const ApiDependencies& deps);

@@ -113,7 +113,13 @@ int run(int argc, char** argv) {
   common::log::set_level(common::log::parse_level(cfg.log.level));
 
   if (args.command == "check-config") {
-    std::cout << "labelbroker: " << cfg.source << " is valid\n";
+    try {
+      validate_vendors(cfg);
+    } catch (const config::ConfigError& e) {
+      std::cerr << "labelbroker: config error: " << e.what() << "\n";
+      return kExitUsage;
+    }
+    std::cout << "labelbroker: " << cfg.source << " is valid (" << cfg.vendors.size() << " vendors)\n";
     return kExitOk;
   }
   if (args.command == "migrate") return migrate(cfg);

@@ -15,6 +15,7 @@
 #include "db/probe.hpp"
 #include "http/router.hpp"
 #include "http/server.hpp"
+#include "vendors/registry.hpp"
 
 namespace labelbroker::app {
 namespace {
@@ -91,7 +92,19 @@ http::ServerOptions server_options(const config::Config& cfg) {
   return o;
 }
 
+vendors::AdapterContext adapter_context(vendors::HttpRuntime& runtime, const config::Config& cfg,
+                                        const std::string& public_url) {
+  return vendors::AdapterContext{runtime, public_url + "/v1/callbacks", cfg.source, config::process_env()};
+}
+
 }  // namespace
+
+void validate_vendors(const config::Config& cfg) {
+  vendors::HttpRuntime runtime;
+  vendors::VendorRegistry registry;
+  vendors::register_builtin_vendors(registry);
+  vendors::VendorSet set(registry, cfg.vendors, adapter_context(runtime, cfg, "http://localhost"));
+}
 
 int migrate(const config::Config& cfg) {
   return prepare_schema(cfg, /*apply=*/true);
@@ -107,20 +120,33 @@ int serve(const config::Config& cfg) {
   db::ConnectionPool pool(pool_options(cfg));
   http::Lifecycle lifecycle;
   http::Router router;
-  api::register_api(router, {pool, lifecycle, db::expected_schema_version()});
-
   http::Server server(server_options(cfg), router, lifecycle);
   try {
-    server.start();
+    server.bind();
   } catch (const std::exception& e) {
     common::log::error("cannot start HTTP server", {{"error", e.what()}});
     std::fprintf(stderr, "labelbroker: %s\n", e.what());
     return kExitFailure;
   }
-  server.handle_signals();
   config::ListenAddress bound = cfg.listen;
   bound.port = server.port();
-  common::log::info("listening", {{"url", "http://" + bound.to_string()}});
+  // Vendors need the broker's own URL for callbacks, known only once the port is bound.
+  const std::string public_url = cfg.public_url.empty() ? "http://" + bound.to_string() : cfg.public_url;
+
+  vendors::HttpRuntime vendor_runtime;
+  vendors::VendorRegistry registry;
+  vendors::register_builtin_vendors(registry);
+  vendors::VendorSet vendor_set;
+  try {
+    vendor_set = vendors::VendorSet(registry, cfg.vendors, adapter_context(vendor_runtime, cfg, public_url));
+  } catch (const config::ConfigError& e) {
+    std::fprintf(stderr, "labelbroker: config error: %s\n", e.what());
+    return kExitUsage;
+  }
+  api::register_api(router, {pool, lifecycle, db::expected_schema_version(), vendor_set});
+  server.start();
+  server.handle_signals();
+  common::log::info("listening", {{"url", "http://" + bound.to_string()}, {"vendors", cfg.vendors.size()}});
   const bool drained = server.wait();
   // Only this thread is left. Block further SIGINT/SIGTERM so that one arriving while the server
   // is torn down (the signal_set restores the default action) cannot turn a clean exit into 143.

@@ -7,5 +7,7 @@ namespace labelbroker::app {
 
 int migrate(const config::Config& cfg);
 int serve(const config::Config& cfg);
+// Builds every configured vendor adapter without contacting anyone; throws config::ConfigError.
+void validate_vendors(const config::Config& cfg);
 
 }  // namespace labelbroker::app

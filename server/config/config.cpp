@@ -1,5 +1,7 @@
 #include "config/config.hpp"
 
+#include "config/json_reader.hpp"
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -13,120 +15,6 @@ namespace labelbroker::config {
 namespace {
 
 using nlohmann::json;
-
-const char* type_name(const json& v) {
-  switch (v.type()) {
-    case json::value_t::null:
-      return "null";
-    case json::value_t::boolean:
-      return "boolean";
-    case json::value_t::number_integer:
-    case json::value_t::number_unsigned:
-      return "integer";
-    case json::value_t::number_float:
-      return "number";
-    case json::value_t::string:
-      return "string";
-    case json::value_t::array:
-      return "array";
-    case json::value_t::object:
-      return "object";
-    default:
-      return "value";
-  }
-}
-
-// Reads one JSON object, remembering which keys were consumed so the rest can be rejected.
-class ObjectReader {
- public:
-  ObjectReader(const json& object, std::string path, const std::string& source, const EnvLookup& env)
-      : object_(object), path_(std::move(path)), source_(source), env_(env) {
-    if (!object_.is_object()) fail(path_, std::string("expected an object, got ") + type_name(object_));
-  }
-
-  const json* find(const std::string& key) {
-    seen_.insert(key);
-    auto it = object_.find(key);
-    return it == object_.end() ? nullptr : &*it;
-  }
-
-  std::string child_path(const std::string& key) const { return path_ + "." + key; }
-
-  void string(const std::string& key, std::string& out) {
-    if (const json* v = find(key)) {
-      if (!v->is_string()) fail(child_path(key), std::string("expected a string, got ") + type_name(*v));
-      out = v->get<std::string>();
-    }
-  }
-
-  void boolean(const std::string& key, bool& out) {
-    if (const json* v = find(key)) {
-      if (!v->is_boolean()) fail(child_path(key), std::string("expected a boolean, got ") + type_name(*v));
-      out = v->get<bool>();
-    }
-  }
-
-  template <typename Int>
-  void integer(const std::string& key, Int& out, long long min, long long max) {
-    if (const json* v = find(key)) {
-      if (!v->is_number_integer()) fail(child_path(key), std::string("expected an integer, got ") + type_name(*v));
-      if (v->is_number_unsigned() && v->get<unsigned long long>() > static_cast<unsigned long long>(max))
-        fail(child_path(key), "must be at most " + std::to_string(max));
-      long long n = v->get<long long>();
-      if (n < min || n > max)
-        fail(child_path(key), "must be between " + std::to_string(min) + " and " + std::to_string(max));
-      out = static_cast<Int>(n);
-    }
-  }
-
-  void millis(const std::string& key, std::chrono::milliseconds& out, long long min, long long max) {
-    long long n = out.count();
-    integer(key, n, min, max);
-    out = std::chrono::milliseconds(n);
-  }
-
-  void secret(const std::string& key, Secret& out) {
-    const json* v = find(key);
-    if (!v) return;
-    const std::string where = child_path(key);
-    if (v->is_string()) {
-      out = Secret(v->get<std::string>(), "config");
-      return;
-    }
-    if (!v->is_object()) fail(where, std::string("expected a string or {\"env\": \"NAME\"}, got ") + type_name(*v));
-    ObjectReader ref(*v, where, source_, env_);
-    std::string name;
-    ref.string("env", name);
-    ref.finish();
-    if (name.empty()) fail(where + ".env", "must name an environment variable");
-    auto value = env_(name);
-    if (!value || value->empty()) fail(where, "environment variable " + name + " is not set");
-    out = Secret(*value, "env:" + name);
-  }
-
-  ObjectReader object(const std::string& key) {
-    static const json empty = json::object();
-    const json* v = find(key);
-    return ObjectReader(v ? *v : empty, child_path(key), source_, env_);
-  }
-
-  void finish() const {
-    for (auto it = object_.begin(); it != object_.end(); ++it) {
-      if (!seen_.count(it.key())) fail(child_path(it.key()), "unknown key");
-    }
-  }
-
-  [[noreturn]] void fail(const std::string& path, const std::string& reason) const {
-    throw ConfigError(source_ + ": " + path + ": " + reason);
-  }
-
- private:
-  const json& object_;
-  std::string path_;
-  const std::string& source_;
-  const EnvLookup& env_;
-  std::set<std::string> seen_;
-};
 
 std::string strip_exception_prefix(std::string what) {
   // nlohmann messages start with "[json.exception.parse_error.101] "; operators need the rest.
@@ -188,7 +76,7 @@ Config parse_config(std::string_view text, const std::string& source_name, const
 
   Config cfg;
   cfg.source = source_name;
-  ObjectReader top(root, "$", source_name, env);
+  JsonReader top(root, "$", source_name, env);
 
   std::string listen;
   top.string("listen", listen);
@@ -226,6 +114,31 @@ Config parse_config(std::string_view text, const std::string& source_name, const
       log.fail("$.log.level", "must be one of debug, info, warn, error");
     log.boolean("access_log", cfg.log.access_log);
     log.finish();
+  }
+  top.string("public_url", cfg.public_url);
+  if (!cfg.public_url.empty() && cfg.public_url.rfind("http://", 0) != 0 && cfg.public_url.rfind("https://", 0) != 0)
+    top.fail("$.public_url", "must start with http:// or https://");
+  while (!cfg.public_url.empty() && cfg.public_url.back() == '/') cfg.public_url.pop_back();
+
+  if (const json* vendors = top.find("vendors")) {
+    if (!vendors->is_array()) top.fail("$.vendors", std::string("expected an array, got ") + json_type_name(*vendors));
+    for (size_t i = 0; i < vendors->size(); ++i) {
+      VendorConfig vendor;
+      vendor.path = "$.vendors[" + std::to_string(i) + "]";
+      const json& entry = (*vendors)[i];
+      if (!entry.is_object()) top.fail(vendor.path, std::string("expected an object, got ") + json_type_name(entry));
+      JsonReader reader(entry, vendor.path, source_name, env);
+      reader.string("id", vendor.id);
+      reader.string("kind", vendor.kind);
+      if (vendor.id.empty() || vendor.id.size() > 63 ||
+          vendor.id.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos)
+        top.fail(vendor.path + ".id", "is required: 1-63 characters of a-z, 0-9 and '-'");
+      if (vendor.kind.empty()) top.fail(vendor.path + ".kind", "is required");
+      for (const auto& other : cfg.vendors)
+        if (other.id == vendor.id) top.fail(vendor.path + ".id", "duplicate vendor id '" + vendor.id + "'");
+      vendor.settings = entry;
+      cfg.vendors.push_back(std::move(vendor));
+    }
   }
   top.finish();
 

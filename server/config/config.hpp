@@ -6,6 +6,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -65,8 +68,20 @@ struct LogConfig {
   bool access_log = true;
 };
 
+// One configured vendor. The common keys are checked here; the rest of the object belongs to the
+// adapter of that kind, whose factory validates it at start-up (unknown keys rejected there).
+struct VendorConfig {
+  std::string id;    // unique, [a-z0-9-]; also the vendor's URL segment in /v1/callbacks/{id}
+  std::string kind;  // "scale", "surge", "mercor"
+  nlohmann::json settings = nlohmann::json::object();  // the whole object as written
+  std::string path;  // "$.vendors[2]", for error messages
+};
+
 struct Config {
   ListenAddress listen;
+  // Base URL vendors use to reach this broker (callbacks); empty: http://<bound listen address>.
+  std::string public_url;
+  std::vector<VendorConfig> vendors;
   DatabaseConfig database;
   HttpConfig http;
   LogConfig log;

@@ -134,6 +134,7 @@ class Server::Impl {
     }
   }
 
+  void bind();
   void start();
   void handle_signals();
   void begin_shutdown();
@@ -184,6 +185,7 @@ class Server::Impl {
   std::optional<net::signal_set> signals_;
   std::vector<std::thread> io_threads_;
   std::uint16_t bound_port_ = 0;
+  bool bound_ = false;
   bool started_ = false;
   bool stopped_ = false;
 
@@ -484,7 +486,8 @@ class Session : public std::enable_shared_from_this<Session> {
   State state_ = State::idle;
 };
 
-void Server::Impl::start() {
+void Server::Impl::bind() {
+  if (bound_) return;
   beast::error_code ec;
   auto address = net::ip::make_address(options_.host, ec);
   if (ec) throw std::runtime_error("cannot listen on '" + options_.host + "': not an IP address");
@@ -498,9 +501,14 @@ void Server::Impl::start() {
                              ec.message());
   }
   bound_port_ = acceptor_.local_endpoint().port();
+  bound_ = true;
+}
+
+void Server::Impl::start() {
+  bind();
   started_ = true;
   do_accept();
-  const int threads = std::max(1, options_.io_threads);
+  const int threads = static_cast<int>(iocs_.size());
   for (int i = 0; i < threads; ++i) {
     io_threads_.emplace_back([this, i] {
       // Keep running when idle: connections arrive later and are handed to this context.
@@ -677,6 +685,8 @@ Server::Server(ServerOptions options, const Router& router, Lifecycle& lifecycle
     : impl_(std::make_unique<Impl>(std::move(options), router, lifecycle)) {}
 
 Server::~Server() = default;
+
+void Server::bind() { impl_->bind(); }
 
 void Server::start() {
   impl_->start();

@@ -52,7 +52,11 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Binds, listens and starts the threads. Throws std::runtime_error if the address is unusable.
+  // Binds and listens without serving yet, so port() is known before routes are complete.
+  // Throws std::runtime_error if the address is unusable.
+  void bind();
+  // Binds if needed, then starts the threads and accepts connections. The router must not change
+  // after this.
   void start();
   std::uint16_t port() const;
 

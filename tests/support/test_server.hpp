@@ -28,10 +28,12 @@ class TestServer {
                       std::string database_url = "postgresql://nobody@127.0.0.1:1/none",
                       int expected_schema_version = 1)
       : pool_(make_pool(std::move(database_url))), options_(std::move(options)) {
-    api::register_api(router_, {*pool_, lifecycle_, expected_schema_version});
+    api::register_api(router_, {*pool_, lifecycle_, expected_schema_version, vendors_});
   }
 
   http::Router& router() { return router_; }
+  // Vendors are empty unless a test sets them before start() (GET /v1/vendors reads them).
+  vendors::VendorSet& vendors() { return vendors_; }
   http::Lifecycle& lifecycle() { return lifecycle_; }
 
   // Call after adding extra routes.
@@ -53,6 +55,7 @@ class TestServer {
   }
 
   std::unique_ptr<db::ConnectionPool> pool_;
+  vendors::VendorSet vendors_;
   http::Lifecycle lifecycle_;
   http::Router router_;
   http::ServerOptions options_;

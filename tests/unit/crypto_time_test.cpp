@@ -4,6 +4,7 @@
 
 #include "common/crypto.hpp"
 #include "common/log.hpp"
+#include "common/money.hpp"
 #include "common/time.hpp"
 #include "db/errors.hpp"
 #include "db/pool.hpp"
@@ -90,4 +91,21 @@ TEST_CASE("database errors map to HTTP statuses in one place", "[db-errors]") {
   auto other = db::classify_db_error(std::runtime_error("bug"));
   CHECK(other.http_status == 500);
   CHECK_FALSE(other.transient);
+}
+
+TEST_CASE("money: decimal strings to micro-dollars and back, without floating point", "[money]") {
+  CHECK(common::parse_usd_micros("0.08") == 80000);
+  CHECK(common::parse_usd_micros("250.00") == 250000000);
+  CHECK(common::parse_usd_micros("12") == 12000000);
+  CHECK(common::parse_usd_micros("0.000001") == 1);
+  CHECK_FALSE(common::parse_usd_micros("0.0000001"));
+  CHECK_FALSE(common::parse_usd_micros("-1"));
+  CHECK_FALSE(common::parse_usd_micros("1e3"));
+  CHECK_FALSE(common::parse_usd_micros("1."));
+  CHECK_FALSE(common::parse_usd_micros(".5"));
+  CHECK_FALSE(common::parse_usd_micros(""));
+  CHECK(common::format_usd(80000) == "0.08");
+  CHECK(common::format_usd(250000000) == "250.00");
+  CHECK(common::format_usd(1) == "0.000001");
+  CHECK(common::format_usd(-1500000) == "-1.50");
 }
