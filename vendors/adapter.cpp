@@ -79,6 +79,7 @@ std::string_view to_string(CancelOutcome c) {
     case CancelOutcome::already_started: return "already_started";
     case CancelOutcome::already_finished: return "already_finished";
     case CancelOutcome::not_found: return "not_found";
+    case CancelOutcome::unsupported: return "unsupported";
   }
   return "not_found";
 }

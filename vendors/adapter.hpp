@@ -117,7 +117,9 @@ struct UnitRef {
   std::string vendor_task_id;
 };
 
-enum class CancelOutcome { canceled, already_started, already_finished, not_found };
+// unsupported: the vendor's API cannot cancel a single unit (Surge cancels whole projects); the
+// unit will be worked and billed, so the caller must treat it like already_started.
+enum class CancelOutcome { canceled, already_started, already_finished, not_found, unsupported };
 std::string_view to_string(CancelOutcome c);
 
 // What the broker received on POST /v1/callbacks/{vendor_id}.

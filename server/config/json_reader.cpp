@@ -76,7 +76,7 @@ void JsonReader::read_integer(const std::string& key, long long& out, long long 
   if (const json* v = find(key)) {
     if (!v->is_number_integer()) fail(child_path(key), std::string("expected an integer, got ") + json_type_name(*v));
     if (v->is_number_unsigned() && v->get<unsigned long long>() > static_cast<unsigned long long>(max))
-      fail(child_path(key), "must be at most " + std::to_string(max));
+      fail(child_path(key), "must be between " + std::to_string(min) + " and " + std::to_string(max));
     long long n = v->get<long long>();
     if (n < min || n > max)
       fail(child_path(key), "must be between " + std::to_string(min) + " and " + std::to_string(max));

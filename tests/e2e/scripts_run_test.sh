@@ -56,6 +56,8 @@ tmp_dir=$(mktemp -d "${TMPDIR:-/tmp}/labelbroker-e2e.XXXXXX")
 pg_dir=$tmp_dir/pg
 broker_port=$(free_port) || fail "no free port"
 pg_port=$(free_port "$broker_port") || fail "no free port"
+sim_port=$(free_port "$broker_port $pg_port") || fail "no free port"
+sim_base=http://127.0.0.1:$sim_port
 base=http://127.0.0.1:$broker_port
 db_url=postgresql://labelbroker@127.0.0.1:$pg_port/labelbroker
 run_pid=""
@@ -98,6 +100,7 @@ start_run() {
     LABELBROKER_LISTEN="127.0.0.1:$broker_port" \
     LABELBROKER_PG_DIR="$pg_dir" \
     LABELBROKER_PG_PORT="$pg_port" \
+    VENDOR_SIM_LISTEN="127.0.0.1:$sim_port" \
     "$repo_root/scripts/run" >"$log" 2>&1 </dev/null &
   run_pid=$!
   set +m
@@ -162,6 +165,7 @@ leftovers() {  # prints a description of what is still running, if anything
   [ -z "$pids" ] || { echo "postgres processes left behind: $pids"; return; }
   ! port_listening "$pg_port" || { echo "something still listens on postgres port $pg_port"; return; }
   ! port_listening "$broker_port" || { echo "something still listens on broker port $broker_port"; return; }
+  ! port_listening "$sim_port" || { echo "something still listens on vendor-sim port $sim_port"; return; }
   pids=$(pgrep -f -- "$build_dir/bin/labelbroker" || true)
   for pid in $pids; do
     if tr '\0' '\n' 2>/dev/null <"/proc/$pid/environ" | grep -qx "LABELBROKER_LISTEN=127.0.0.1:$broker_port"; then
@@ -196,6 +200,14 @@ start_run "$log1"
 wait_ready "$log1"
 code=$(http_code "$base/healthz")
 [ "$code" = 200 ] || { cat "$log1" >&2; fail "/healthz returned $code, expected 200"; }
+code=$(http_code "$sim_base/healthz")
+[ "$code" = 200 ] || { cat "$log1" >&2; fail "vendor-sim /healthz returned $code, expected 200"; }
+# The broker's vendors are the simulator's, at the address scripts/run gave it.
+vendors=$(curl --noproxy '*' -s --max-time 5 "$base/v1/vendors")
+for id in scale scale-small surge mercor; do
+  grep -q "\"id\":\"$id\"" <<<"$vendors" || fail "GET /v1/vendors does not list $id: $vendors"
+done
+grep -qF "$sim_base/scale/v1" <<<"$vendors" || fail "vendors do not point at the vendor-sim this run started: $vendors"
 psql -X -q -v ON_ERROR_STOP=1 "$db_url" -c "CREATE TABLE e2e_marker (note text); INSERT INTO e2e_marker VALUES ('first run')" \
   || fail "could not create the marker table through $db_url"
 record_pids

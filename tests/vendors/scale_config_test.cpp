@@ -68,7 +68,7 @@ TEST_CASE("scale config: a complete entry makes an adapter", "[vendors][scale]")
 TEST_CASE("scale config: mistakes are reported with their JSON path", "[vendors][scale]") {
   HttpRuntime runtime;
   CHECK(error_for(replace(kGood, R"("kind": "scale")", R"("kind": "scalez")"), runtime) ==
-        "test.json: $.vendors[0].kind: unknown vendor kind 'scalez' (scale)");
+        "test.json: $.vendors[0].kind: unknown vendor kind 'scalez' (mercor, scale, surge)");
   CHECK(error_for(replace(kGood, R"("prices": {"classification": "0.08", )", R"("prices": {)"), runtime) ==
         "test.json: $.vendors[0].prices.classification: price is required for every task type the vendor takes");
   CHECK(error_for(replace(kGood, R"("0.12")", R"(0.12)"), runtime) ==
