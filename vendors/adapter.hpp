@@ -157,6 +157,14 @@ class VendorAdapter {
   // Current state of units at the vendor. Units the vendor does not know are absent.
   virtual std::vector<UnitResult> poll(const std::vector<UnitRef>& units) = 0;
 
+  // Every broker unit the vendor changed at or after `since`, paging through the vendor's list
+  // API: one call instead of one request per unit. nullopt when the vendor has no such API (then
+  // use poll()). Throws VendorError.
+  virtual std::optional<std::vector<UnitResult>> poll_updated_since(std::chrono::system_clock::time_point since) {
+    (void)since;
+    return std::nullopt;
+  }
+
   virtual CancelOutcome cancel(const UnitRef& unit) = 0;
 
   // Verifies and parses a vendor callback. Throws CallbackRejected if not authentic and

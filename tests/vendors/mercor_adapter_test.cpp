@@ -152,6 +152,15 @@ TEST_CASE("mercor adapter: outage, timeout and bad keys are classified", "[vendo
     REQUIRE(result.failed.size() == 1);
     CHECK(result.failed[0].error_class == ErrorClass::retryable);
   }
+  SECTION("a rate limit is retryable, unlike the weekly cap") {
+    auto adapter = fx.adapter(mercor_entry(fx.port()));
+    REQUIRE(adapter->submit({expert_unit("warm")}).failed.empty());
+    fx.patch("mc", {{"rate_429", 1}, {"retry_after_s", 1}});
+    auto result = adapter->submit({expert_unit("l-1")});
+    REQUIRE(result.failed.size() == 1);
+    CHECK(result.failed[0].error_class == ErrorClass::retryable);
+    CHECK(result.failed[0].retry_after == milliseconds(1000));
+  }
   SECTION("timeout") {
     auto adapter = fx.adapter(mercor_entry(fx.port(), "", R"({"timeout_ms": 300, "retry": {"max_attempts": 1}})"));
     fx.patch("mc", {{"hang_rate", 1}, {"hang_ms", 3000}});

@@ -6,6 +6,8 @@ using namespace labelbroker::testing;
 using namespace labelbroker::vendors;
 using std::chrono::milliseconds;
 
+#include <set>
+
 namespace {
 
 std::string scale_entry(std::uint16_t port, const std::string& extra = "", const std::string& key = "scale-key") {
@@ -51,6 +53,32 @@ TEST_CASE("scale adapter: create, poll to completion, cost and answers", "[vendo
   CHECK(done[2].cost_micros == 80000);
   CHECK(done[3].cost_micros == 60000);
   CHECK(fx.stats("sc")["tasks_created"] == 4);
+}
+
+TEST_CASE("scale adapter: polling by listing pages through next_token", "[vendors][scale][sim]") {
+  SimFixture fx;
+  auto adapter = fx.adapter(scale_entry(fx.port()));
+  std::vector<WorkUnit> units;
+  for (int i = 0; i < 150; ++i) units.push_back(unit("pg-" + std::to_string(i), "note " + std::to_string(i)));
+  auto submitted = adapter->submit(units);
+  REQUIRE(submitted.submitted.size() == 150);
+  std::optional<std::vector<UnitResult>> listed;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  do {  // until every task is completed (bounded)
+    listed = adapter->poll_updated_since(std::chrono::system_clock::time_point{});
+    REQUIRE(listed);
+  } while (std::count_if(listed->begin(), listed->end(), [](const auto& r) { return r.status == UnitStatus::completed; }) <
+               150 &&
+           std::chrono::steady_clock::now() < deadline);
+  REQUIRE(listed->size() == 150);  // two pages of at most 100
+  std::set<std::string> ids;
+  for (const auto& r : *listed) {
+    ids.insert(r.assignment_id);
+    CHECK(r.status == UnitStatus::completed);
+  }
+  CHECK(ids.size() == 150);
+  // Nothing changed after "now": an empty list, not an error.
+  CHECK(adapter->poll_updated_since(std::chrono::system_clock::now() + std::chrono::hours(1))->empty());
 }
 
 TEST_CASE("scale adapter: a lost response and a re-submit never create a second task", "[vendors][scale][sim]") {

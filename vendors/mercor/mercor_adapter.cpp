@@ -46,6 +46,15 @@ std::optional<std::int64_t> usd_field(const json& object, std::string_view key) 
   return std::nullopt;
 }
 
+// Mercor errors are {"error": {"code": "...", "message": "..."}}.
+std::string error_code(const InboundResponse& response) {
+  auto body = parse_body(response);
+  if (!body || !body->is_object()) return "";
+  auto error = body->find("error");
+  if (error == body->end() || !error->is_object()) return "";
+  return string_field(*error, "code").value_or("");
+}
+
 class MercorAdapter final : public VendorAdapter {
  public:
   MercorAdapter(CommonSettings settings, Options options, const AdapterContext& context)
@@ -184,8 +193,9 @@ class MercorAdapter final : public VendorAdapter {
     const auto& engagement = engagements[std::stoull(digest.substr(0, 8), nullptr, 16) % engagements.size()];
     auto outcome = client_.send_sync(post(url("/engagements/" + engagement.id + "/work-items"),
                                           json{{"items", items}}.dump(), key_for("work", engagement.id + refs)));
-    if (outcome.response && outcome.response->status == 429) {
+    if (outcome.response && outcome.response->status == 429 && error_code(*outcome.response) == "weekly_cap_reached") {
       // The expert's weekly cap is used up: capacity, to be routed elsewhere or retried next week.
+      // Any other 429 is an ordinary rate limit (retryable, classified below).
       auto error = classify_failure(outcome, id(), "create work items");
       throw VendorError(ErrorClass::capacity, error.what(), 429, error.retry_after());
     }

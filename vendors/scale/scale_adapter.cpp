@@ -99,6 +99,32 @@ class ScaleAdapter final : public VendorAdapter {
     return out;
   }
 
+  std::optional<std::vector<UnitResult>> poll_updated_since(std::chrono::system_clock::time_point since) override {
+    std::vector<UnitResult> out;
+    std::string query = "/tasks?limit=100&updated_after=" + url_encode(common::format_rfc3339(since, true));
+    if (!project_.empty()) query += "&project=" + url_encode(project_);
+    std::string next_token;
+    for (int page = 0;; ++page) {
+      auto outcome = client_.send_sync(
+          get_request(url(query + (next_token.empty() ? "" : "&next_token=" + url_encode(next_token)))));
+      if (!succeeded(outcome)) throw classify_failure(outcome, id(), "list tasks");
+      auto body = parse_body(*outcome.response);
+      if (!body || !body->is_object() || !body->contains("docs") || !(*body)["docs"].is_array())
+        throw malformed("list tasks: no docs array");
+      for (const auto& task : (*body)["docs"]) {
+        // Only the broker's tasks (the account may hold others).
+        auto meta = task.find("metadata");
+        if (meta == task.end() || !string_field(*meta, "assignment_id")) continue;
+        out.push_back(unit_result(task));
+      }
+      const bool has_more = body->value("has_more", json(false)) == json(true);
+      next_token = string_field(*body, "next_token").value_or("");
+      if (!has_more || next_token.empty()) break;
+      if (page > 100000) throw malformed("list tasks: pagination does not end");
+    }
+    return out;
+  }
+
   CancelOutcome cancel(const UnitRef& unit) override {
     auto outcome = client_.send_sync(post_request(url("/task/" + url_encode(unit.vendor_task_id) + "/cancel"), "{}", true));
     if (succeeded(outcome)) return CancelOutcome::canceled;
