@@ -43,12 +43,19 @@ RUN groupadd --system labelbroker \
  && useradd --system --gid labelbroker --home-dir /nonexistent --no-create-home \
       --shell /usr/sbin/nologin labelbroker
 
-# Every binary the build produced (labelbroker now; vendor-sim and brokerctl when they exist).
+# Every binary the build produced (labelbroker, vendor-sim; brokerctl when it exists).
 COPY --from=build /src/build/bin/ /usr/local/bin/
 # Fail the image build, not the first start, when a shared library is missing.
 RUN if ldd /usr/local/bin/* | grep 'not found'; then exit 1; fi
 
 COPY config/labelbroker.json /etc/labelbroker/labelbroker.json
+# vendor-sim's scenario, and a broker config whose vendors point at a vendor-sim container named
+# "vendor-sim" (docker-compose.yml); derived from config/local.json so the two never drift apart.
+COPY config/sim/ /etc/labelbroker/sim/
+COPY config/local.json /etc/labelbroker/local.json
+RUN sed -e 's#http://127.0.0.1:9100#http://vendor-sim:9100#g' \
+        -e 's#^  "vendors": \[#  "public_url": "http://labelbroker:8080",\n  "vendors": [#' \
+        /etc/labelbroker/local.json > /etc/labelbroker/compose.json
 
 # Migrations are compiled into the binary; no schema directory is needed at runtime.
 # The database URL comes from LABELBROKER_DATABASE_URL at run time (never baked in).

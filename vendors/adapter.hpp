@@ -167,6 +167,14 @@ class VendorAdapter {
 
   virtual CancelOutcome cancel(const UnitRef& unit) = 0;
 
+  // Cancels all of a job's work that has not started, where the vendor can do that in bulk
+  // (Surge cancels whole projects). Returns the number of projects/batches canceled, or nullopt
+  // when the vendor has no such operation (then cancel() unit by unit). Throws VendorError.
+  virtual std::optional<std::size_t> cancel_job(const std::string& job_id) {
+    (void)job_id;
+    return std::nullopt;
+  }
+
   // Verifies and parses a vendor callback. Throws CallbackRejected if not authentic and
   // VendorError{permanent} if authentic but malformed.
   virtual std::vector<UnitResult> parse_callback(const InboundCallback& callback) = 0;

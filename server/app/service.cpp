@@ -131,7 +131,19 @@ int serve(const config::Config& cfg) {
   config::ListenAddress bound = cfg.listen;
   bound.port = server.port();
   // Vendors need the broker's own URL for callbacks, known only once the port is bound.
-  const std::string public_url = cfg.public_url.empty() ? "http://" + bound.to_string() : cfg.public_url;
+  std::string public_url = cfg.public_url;
+  if (public_url.empty()) {
+    config::ListenAddress reachable = bound;
+    if (bound.host == "0.0.0.0" || bound.host == "::") {
+      // A wildcard address is not a place anyone can call back to.
+      reachable.host = bound.host == "::" ? "::1" : "127.0.0.1";
+      if (!cfg.vendors.empty())
+        common::log::warn("public_url is not set and the broker listens on all interfaces; vendor callbacks "
+                          "will be addressed to loopback. Set public_url to the broker's external URL.",
+                          {{"assumed_public_url", "http://" + reachable.to_string()}});
+    }
+    public_url = "http://" + reachable.to_string();
+  }
 
   vendors::HttpRuntime vendor_runtime;
   vendors::VendorRegistry registry;

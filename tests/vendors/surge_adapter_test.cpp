@@ -86,6 +86,25 @@ TEST_CASE("surge adapter: after a lost response it pages through the project and
   CHECK(fx.stats("sg")["tasks_created"] == 151);
 }
 
+TEST_CASE("surge adapter: page polling and cancelling a whole job", "[vendors][surge][sim]") {
+  SimFixture fx;
+  auto adapter = fx.adapter(surge_entry(fx.port()));
+  fx.patch("sg", {{"paused", true}});
+  auto units = many_units(120, "j-");
+  REQUIRE(adapter->submit(units).submitted.size() == 120);
+  auto listed = adapter->poll_updated_since({});
+  REQUIRE(listed);
+  CHECK(listed->size() == 120);  // two pages
+  for (const auto& r : *listed) CHECK(r.status == UnitStatus::pending);
+
+  CHECK(adapter->cancel_job("job-1") == std::optional<std::size_t>(1));
+  auto after = adapter->poll_updated_since({});
+  REQUIRE(after);
+  REQUIRE(after->size() == 120);
+  for (const auto& r : *after) CHECK(r.status == UnitStatus::canceled);
+  CHECK(adapter->cancel_job("other-job") == std::optional<std::size_t>(0));
+}
+
 TEST_CASE("surge adapter: cancel is honest about what Surge can do", "[vendors][surge][sim]") {
   SimFixture fx;
   auto adapter = fx.adapter(surge_entry(fx.port()));

@@ -76,7 +76,10 @@ void CallbackSender::run() {
       continue;
     }
     if (queue_.top().due > std::chrono::steady_clock::now()) {
-      wake_.wait_until(lock, queue_.top().due);
+      // A copy: wait_until holds its deadline by reference while the lock is released, and a
+      // push meanwhile may reallocate the queue under it.
+      const auto due = queue_.top().due;
+      wake_.wait_until(lock, due);
       continue;
     }
     Pending item = queue_.top();

@@ -285,7 +285,10 @@ void Engine::run_scheduler() {
       continue;
     }
     if (events_.top().due > std::chrono::steady_clock::now()) {
-      scheduler_wake_.wait_until(lock, events_.top().due);
+      // A copy: wait_until holds its deadline by reference while the lock is released, and a new
+      // event pushed meanwhile may reallocate the queue under it.
+      const auto due = events_.top().due;
+      scheduler_wake_.wait_until(lock, due);
       continue;
     }
     Event event = events_.top();

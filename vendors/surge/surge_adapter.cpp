@@ -123,6 +123,39 @@ class SurgeAdapter final : public VendorAdapter {
     return CancelOutcome::unsupported;
   }
 
+  // Surge has no "changed since" filter: page through every known project's tasks, which is still
+  // one request per hundred tasks instead of one per task.
+  std::optional<std::vector<UnitResult>> poll_updated_since(std::chrono::system_clock::time_point) override {
+    std::vector<std::string> project_ids;
+    {
+      std::lock_guard lock(mutex_);
+      for (const auto& [_, project] : projects_) project_ids.push_back(project.id);
+    }
+    std::vector<UnitResult> out;
+    for (const auto& project_id : project_ids) {
+      for_each_task_page(project_id, [&](const json& task) {
+        auto fields = task.find("fields");
+        if (fields != task.end() && string_field(*fields, "_broker_ref")) out.push_back(unit_result(task));
+      });
+    }
+    return out;
+  }
+
+  // Cancels the job's projects: Surge then cancels their tasks that have not started.
+  std::optional<std::size_t> cancel_job(const std::string& job_id) override {
+    std::vector<std::string> project_ids;
+    {
+      std::lock_guard lock(mutex_);
+      for (const auto& [name, project] : projects_)
+        if (name.rfind("lb-" + job_id + "-", 0) == 0) project_ids.push_back(project.id);
+    }
+    for (const auto& project_id : project_ids) {
+      auto outcome = client_.send_sync(send_json("PUT", url("/projects/" + project_id + "/cancel"), "", true));
+      if (!succeeded(outcome)) throw classify_failure(outcome, id(), "cancel project " + project_id);
+    }
+    return project_ids.size();
+  }
+
   std::vector<UnitResult> parse_callback(const InboundCallback& callback) override {
     auto token = callback.query_param("token");
     if (!token || !common::constant_time_equal(*token, settings_.callback_secret.reveal()))
@@ -214,17 +247,22 @@ class SurgeAdapter final : public VendorAdapter {
     if (auto ref = string_field(*fields, "_broker_ref")) project.task_by_ref[*ref] = *task_id;
   }
 
-  // Pages through the project's tasks (GET /projects/{id}/tasks?page=N&per_page=100).
-  void load_tasks(Project& project) {
+  // Pages through a project's tasks (GET /projects/{id}/tasks?page=N&per_page=100).
+  template <typename Fn>
+  void for_each_task_page(const std::string& project_id, Fn&& fn) {
     for (int page = 1;; ++page) {
-      auto outcome = client_.send_sync(get(url("/projects/" + project.id + "/tasks?page=" + std::to_string(page) +
+      auto outcome = client_.send_sync(get(url("/projects/" + project_id + "/tasks?page=" + std::to_string(page) +
                                                 "&per_page=" + std::to_string(kPageSize))));
-      if (!succeeded(outcome)) throw classify_failure(outcome, id(), "list tasks of project " + project.id);
+      if (!succeeded(outcome)) throw classify_failure(outcome, id(), "list tasks of project " + project_id);
       auto body = parse_body(*outcome.response);
-      if (!body || !body->is_array()) throw malformed("list tasks of project " + project.id);
-      for (const auto& task : *body) remember(project, task);
+      if (!body || !body->is_array()) throw malformed("list tasks of project " + project_id);
+      for (const auto& task : *body) fn(task);
       if (body->size() < static_cast<size_t>(kPageSize)) break;
     }
+  }
+
+  void load_tasks(Project& project) {
+    for_each_task_page(project.id, [&](const json& task) { remember(project, task); });
   }
 
   // Finds or creates (and launches) the unit's project. Called with mutex_ held.
