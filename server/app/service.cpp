@@ -1,7 +1,6 @@
 #include "app/service.hpp"
 
 #include <algorithm>
-#include <csignal>
 #include <thread>
 
 #include <pqxx/connection>
@@ -138,9 +137,10 @@ int serve(const config::Config& cfg) {
       // A wildcard address is not a place anyone can call back to.
       reachable.host = bound.host == "::" ? "::1" : "127.0.0.1";
       if (!cfg.vendors.empty())
-        common::log::warn("public_url is not set and the broker listens on all interfaces; vendor callbacks "
-                          "will be addressed to loopback. Set public_url to the broker's external URL.",
-                          {{"assumed_public_url", "http://" + reachable.to_string()}});
+        common::log::warn(
+            "public_url is not set and the broker listens on all interfaces; vendor callbacks "
+            "will be addressed to loopback. Set public_url to the broker's external URL.",
+            {{"assumed_public_url", "http://" + reachable.to_string()}});
     }
     public_url = "http://" + reachable.to_string();
   }
@@ -160,13 +160,6 @@ int serve(const config::Config& cfg) {
   server.handle_signals();
   common::log::info("listening", {{"url", "http://" + bound.to_string()}, {"vendors", cfg.vendors.size()}});
   const bool drained = server.wait();
-  // Only this thread is left. Block further SIGINT/SIGTERM so that one arriving while the server
-  // is torn down (the signal_set restores the default action) cannot turn a clean exit into 143.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   common::log::info("stopped", {{"drained", drained}});
   return kExitOk;
 }

@@ -1,6 +1,7 @@
 #include "http/server.hpp"
 
 #include <condition_variable>
+#include <csignal>
 #include <ctime>
 #include <mutex>
 #include <optional>
@@ -672,6 +673,16 @@ bool Server::Impl::wait() {
   }
   for (auto& ioc : iocs_) ioc->stop();
   for (auto& t : io_threads_) t.join();
+  if (signals_) {
+    // Only the caller's thread is left. Block SIGINT/SIGTERM in it: once the signal_set is torn
+    // down the default action returns, and a second signal during teardown would turn a clean
+    // exit into 143.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  }
   io_threads_.clear();
   // The close posted above may not have run before stop(); no I/O thread is left, so close here.
   beast::error_code ec;
@@ -686,7 +697,9 @@ Server::Server(ServerOptions options, const Router& router, Lifecycle& lifecycle
 
 Server::~Server() = default;
 
-void Server::bind() { impl_->bind(); }
+void Server::bind() {
+  impl_->bind();
+}
 
 void Server::start() {
   impl_->start();

@@ -64,6 +64,8 @@ class Server {
   void handle_signals();
   void begin_shutdown();
   // Blocks until shutdown has completed. Returns true if every request in flight finished.
+  // After handle_signals(), SIGINT and SIGTERM stay blocked in the calling thread afterwards, so a
+  // late signal cannot interrupt the process's clean exit.
   bool wait();
 
   std::size_t open_connections() const;

@@ -20,14 +20,20 @@ VendorError classify_failure(const HttpOutcome& outcome, std::string_view vendor
   // Vendors put a message in "error" (Scale, Surge) or "detail"; keep it short in our logs.
   std::string message = "HTTP " + std::to_string(r.status);
   if (auto body = parse_body(r); body && body->is_object()) {
-    if (auto m = string_field(*body, "error")) message += ": " + m->substr(0, 200);
-    else if (auto d = string_field(*body, "detail")) message += ": " + d->substr(0, 200);
+    if (auto m = string_field(*body, "error"))
+      message += ": " + m->substr(0, 200);
+    else if (auto d = string_field(*body, "detail"))
+      message += ": " + d->substr(0, 200);
   }
   ErrorClass error_class = ErrorClass::permanent;
-  if (r.status == 401 || r.status == 403) error_class = ErrorClass::auth;
-  else if (r.status == 409) error_class = ErrorClass::duplicate;
-  else if (r.status == 408 || r.status == 429 || r.status >= 500) error_class = ErrorClass::retryable;
-  else if (r.status == 402) error_class = ErrorClass::capacity;  // Scale: out of credit
+  if (r.status == 401 || r.status == 403)
+    error_class = ErrorClass::auth;
+  else if (r.status == 409)
+    error_class = ErrorClass::duplicate;
+  else if (r.status == 408 || r.status == 429 || r.status >= 500)
+    error_class = ErrorClass::retryable;
+  else if (r.status == 402)
+    error_class = ErrorClass::capacity;  // Scale: out of credit
   return VendorError(error_class, prefix + message, r.status, retry_after);
 }
 
@@ -49,6 +55,27 @@ std::optional<double> number_field(const nlohmann::json& object, std::string_vie
   auto it = object.find(key);
   if (it == object.end() || !it->is_number()) return std::nullopt;
   return it->get<double>();
+}
+
+std::vector<UnitResult> poll_each(HttpClient& client, const std::vector<UnitRef>& units,
+                                  const std::function<OutboundRequest(const UnitRef&)>& request_for,
+                                  std::string_view vendor_id,
+                                  const std::function<UnitResult(const nlohmann::json&)>& to_result) {
+  std::vector<std::future<HttpOutcome>> pending;
+  pending.reserve(units.size());
+  for (const auto& unit : units) pending.push_back(client.send(request_for(unit)));
+  std::vector<UnitResult> out;
+  for (size_t i = 0; i < units.size(); ++i) {
+    auto outcome = pending[i].get();
+    if (outcome.response && outcome.response->status == 404) continue;
+    const std::string what = "poll " + units[i].vendor_task_id;
+    if (!succeeded(outcome)) throw classify_failure(outcome, vendor_id, what);
+    auto body = parse_body(*outcome.response);
+    if (!body || !body->is_object())
+      throw VendorError(ErrorClass::permanent, std::string(vendor_id) + ": malformed response: " + what);
+    out.push_back(to_result(*body));
+  }
+  return out;
 }
 
 std::string url_encode(std::string_view value) {

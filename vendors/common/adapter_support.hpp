@@ -2,11 +2,13 @@
 // Helpers every adapter uses to turn vendor HTTP outcomes into VendorError classes and to read
 // vendor JSON defensively (a malformed body is an error value, never an exception escaping
 // unclassified).
-#include <nlohmann/json.hpp>
-
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "vendors/adapter.hpp"
 #include "vendors/common/http_client.hpp"
@@ -26,6 +28,14 @@ std::optional<nlohmann::json> parse_body(const InboundResponse& response);
 // Typed field access that never throws: nullopt when absent or of another type.
 std::optional<std::string> string_field(const nlohmann::json& object, std::string_view key);
 std::optional<double> number_field(const nlohmann::json& object, std::string_view key);
+
+// Fetches each unit with its own GET, all in flight at once (the client caps concurrency), and
+// turns each answer into a UnitResult with `to_result`. Units the vendor answers 404 for are left
+// out. Any other failure throws a classified VendorError; an unreadable body is permanent.
+std::vector<UnitResult> poll_each(HttpClient& client, const std::vector<UnitRef>& units,
+                                  const std::function<OutboundRequest(const UnitRef&)>& request_for,
+                                  std::string_view vendor_id,
+                                  const std::function<UnitResult(const nlohmann::json&)>& to_result);
 
 // Percent-encodes a query parameter value.
 std::string url_encode(std::string_view value);

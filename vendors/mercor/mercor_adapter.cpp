@@ -81,25 +81,18 @@ class MercorAdapter final : public VendorAdapter {
       try {
         submit_group(key.first, key.second, group, result);
       } catch (const VendorError& e) {
-        for (const auto* unit : group) result.failed.push_back({unit->assignment_id, e.error_class(), e.what(), e.retry_after()});
+        for (const auto* unit : group)
+          result.failed.push_back({unit->assignment_id, e.error_class(), e.what(), e.retry_after()});
       }
     }
     return result;
   }
 
   std::vector<UnitResult> poll(const std::vector<UnitRef>& units) override {
-    std::vector<std::future<HttpOutcome>> pending;
-    for (const auto& unit : units) pending.push_back(client_.send(get(url("/work-items/" + url_encode(unit.vendor_task_id)))));
-    std::vector<UnitResult> out;
-    for (size_t i = 0; i < units.size(); ++i) {
-      auto outcome = pending[i].get();
-      if (outcome.response && outcome.response->status == 404) continue;
-      if (!succeeded(outcome)) throw classify_failure(outcome, id(), "poll work item " + units[i].vendor_task_id);
-      auto body = parse_body(*outcome.response);
-      if (!body || !body->is_object()) throw malformed("poll work item " + units[i].vendor_task_id);
-      out.push_back(unit_result(*body));
-    }
-    return out;
+    return poll_each(
+        client_, units,
+        [this](const UnitRef& unit) { return get(url("/work-items/" + url_encode(unit.vendor_task_id))); }, id(),
+        [this](const json& body) { return unit_result(body); });
   }
 
   CancelOutcome cancel(const UnitRef& unit) override {
@@ -127,7 +120,8 @@ class MercorAdapter final : public VendorAdapter {
     const std::string expected = "sha256=" + common::hmac_sha256_hex(settings_.callback_secret.reveal(), callback.body);
     if (!common::constant_time_equal(*signature, expected)) throw CallbackRejected("signature does not match");
     // Checked after the signature, so an attacker learns nothing about the clock.
-    if (timestamp->empty() || timestamp->size() > 12 || timestamp->find_first_not_of("0123456789") != std::string_view::npos)
+    if (timestamp->empty() || timestamp->size() > 12 ||
+        timestamp->find_first_not_of("0123456789") != std::string_view::npos)
       throw CallbackRejected("X-Timestamp is not unix seconds");
     const auto sent = std::chrono::system_clock::time_point(std::chrono::seconds(std::stoll(std::string(*timestamp))));
     const auto skew = callback.received_at > sent ? callback.received_at - sent : sent - callback.received_at;
@@ -212,7 +206,8 @@ class MercorAdapter final : public VendorAdapter {
     for (const auto* unit : group) {
       auto it = by_ref.find(unit->assignment_id);
       if (it != by_ref.end()) {
-        const bool replayed = outcome.response->header("Idempotent-Replayed") == std::optional<std::string_view>("true");
+        const bool replayed =
+            outcome.response->header("Idempotent-Replayed") == std::optional<std::string_view>("true");
         result.submitted.push_back({unit->assignment_id, it->second, replayed});
       } else {
         result.failed.push_back({unit->assignment_id, ErrorClass::permanent,
@@ -240,7 +235,8 @@ class MercorAdapter final : public VendorAdapter {
         {"contract", "hourly"},
         {"callback_url", callback_url_},
     };
-    auto created = client_.send_sync(post(url("/requisitions"), requisition.dump(), key_for("req", domain + "/" + tier)));
+    auto created =
+        client_.send_sync(post(url("/requisitions"), requisition.dump(), key_for("req", domain + "/" + tier)));
     if (!succeeded(created)) throw classify_failure(created, id(), "create requisition");
     auto req = parse_body(*created.response);
     auto req_id = req ? string_field(*req, "id") : std::nullopt;

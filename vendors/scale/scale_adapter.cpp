@@ -14,9 +14,12 @@ using nlohmann::json;
 // Scale task types for the broker's task types.
 std::string_view scale_task_type(TaskType t) {
   switch (t) {
-    case TaskType::classification: return "categorization";
-    case TaskType::preference: return "comparison";
-    case TaskType::rating: return "textcollection";
+    case TaskType::classification:
+      return "categorization";
+    case TaskType::preference:
+      return "comparison";
+    case TaskType::rating:
+      return "textcollection";
   }
   return "categorization";
 }
@@ -85,18 +88,10 @@ class ScaleAdapter final : public VendorAdapter {
   }
 
   std::vector<UnitResult> poll(const std::vector<UnitRef>& units) override {
-    std::vector<std::future<HttpOutcome>> pending;
-    for (const auto& unit : units) pending.push_back(client_.send(get_request(url("/task/" + url_encode(unit.vendor_task_id)))));
-    std::vector<UnitResult> out;
-    for (size_t i = 0; i < units.size(); ++i) {
-      auto outcome = pending[i].get();
-      if (outcome.response && outcome.response->status == 404) continue;
-      if (!succeeded(outcome)) throw classify_failure(outcome, id(), "poll task " + units[i].vendor_task_id);
-      auto body = parse_body(*outcome.response);
-      if (!body || !body->is_object()) throw malformed("poll task " + units[i].vendor_task_id);
-      out.push_back(unit_result(*body));
-    }
-    return out;
+    return poll_each(
+        client_, units,
+        [this](const UnitRef& unit) { return get_request(url("/task/" + url_encode(unit.vendor_task_id))); }, id(),
+        [this](const json& body) { return unit_result(body); });
   }
 
   std::optional<std::vector<UnitResult>> poll_updated_since(std::chrono::system_clock::time_point since) override {
@@ -126,7 +121,8 @@ class ScaleAdapter final : public VendorAdapter {
   }
 
   CancelOutcome cancel(const UnitRef& unit) override {
-    auto outcome = client_.send_sync(post_request(url("/task/" + url_encode(unit.vendor_task_id) + "/cancel"), "{}", true));
+    auto outcome =
+        client_.send_sync(post_request(url("/task/" + url_encode(unit.vendor_task_id) + "/cancel"), "{}", true));
     if (succeeded(outcome)) return CancelOutcome::canceled;
     if (outcome.response && outcome.response->status == 404) return CancelOutcome::not_found;
     if (outcome.response && (outcome.response->status == 400 || outcome.response->status == 409)) {
@@ -237,9 +233,8 @@ class ScaleAdapter final : public VendorAdapter {
     if (outcome.response && outcome.response->status == 409) {
       // What the official client does after a 5xx then 409: the task exists; find it.
       if (auto existing = find_by_unique_id(unit.assignment_id)) return {unit.assignment_id, *existing, true};
-      throw VendorError(ErrorClass::duplicate, id() + ": unique_id " + unit.assignment_id +
-                                                   " is in use but no task with it was found",
-                        409);
+      throw VendorError(ErrorClass::duplicate,
+                        id() + ": unique_id " + unit.assignment_id + " is in use but no task with it was found", 409);
     }
     throw classify_failure(outcome, id(), "create task");
   }

@@ -1,6 +1,5 @@
 #include "vendors/sim/cli.hpp"
 
-#include <csignal>
 #include <cstdlib>
 #include <iostream>
 #include <optional>
@@ -121,12 +120,6 @@ int run_cli(int argc, char** argv) {
   server.handle_signals();
   common::log::info("listening", {{"url", server.url()}});
   const bool drained = server.wait();
-  // As in the broker: a signal arriving during teardown must not turn a clean exit into 143.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   common::log::info("stopped", {{"drained", drained}});
   return kExitOk;
 }

@@ -21,9 +21,12 @@ constexpr int kPageSize = 100;
 
 std::string_view question_type(TaskType t) {
   switch (t) {
-    case TaskType::classification: return "multiple_choice";
-    case TaskType::preference: return "ranking";
-    case TaskType::rating: return "likert";
+    case TaskType::classification:
+      return "multiple_choice";
+    case TaskType::preference:
+      return "ranking";
+    case TaskType::rating:
+      return "likert";
   }
   return "multiple_choice";
 }
@@ -61,8 +64,8 @@ class SurgeAdapter final : public VendorAdapter {
         payment_micros_(payment_micros),
         workers_per_task_(workers_per_task),
         // Surge does not sign callbacks: the secret travels in the URL we register.
-        callback_url_(context.callback_base_url + "/" + settings_.id + "?token=" +
-                      url_encode(settings_.callback_secret.reveal())),
+        callback_url_(context.callback_base_url + "/" + settings_.id +
+                      "?token=" + url_encode(settings_.callback_secret.reveal())),
         authorization_("Basic " + common::base64_encode(settings_.api_key.reveal() + ":")),
         client_(context.runtime, settings_.http) {}
 
@@ -78,32 +81,26 @@ class SurgeAdapter final : public VendorAdapter {
     for (const auto& unit : units) {
       const std::string name = project_key(unit).name();
       auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == name; });
-      if (it == groups.end()) groups.push_back({name, {&unit}});
-      else it->second.push_back(&unit);
+      if (it == groups.end())
+        groups.push_back({name, {&unit}});
+      else
+        it->second.push_back(&unit);
     }
     for (const auto& [name, group] : groups) {
       try {
         submit_group(*group.front(), group, result);
       } catch (const VendorError& e) {
-        for (const auto* unit : group) result.failed.push_back({unit->assignment_id, e.error_class(), e.what(), e.retry_after()});
+        for (const auto* unit : group)
+          result.failed.push_back({unit->assignment_id, e.error_class(), e.what(), e.retry_after()});
       }
     }
     return result;
   }
 
   std::vector<UnitResult> poll(const std::vector<UnitRef>& units) override {
-    std::vector<std::future<HttpOutcome>> pending;
-    for (const auto& unit : units) pending.push_back(client_.send(get(url("/tasks/" + url_encode(unit.vendor_task_id)))));
-    std::vector<UnitResult> out;
-    for (size_t i = 0; i < units.size(); ++i) {
-      auto outcome = pending[i].get();
-      if (outcome.response && outcome.response->status == 404) continue;
-      if (!succeeded(outcome)) throw classify_failure(outcome, id(), "poll task " + units[i].vendor_task_id);
-      auto body = parse_body(*outcome.response);
-      if (!body || !body->is_object()) throw malformed("poll task " + units[i].vendor_task_id);
-      out.push_back(unit_result(*body));
-    }
-    return out;
+    return poll_each(
+        client_, units, [this](const UnitRef& unit) { return get(url("/tasks/" + url_encode(unit.vendor_task_id))); },
+        id(), [this](const json& body) { return unit_result(body); });
   }
 
   CancelOutcome cancel(const UnitRef& unit) override {
@@ -115,9 +112,12 @@ class SurgeAdapter final : public VendorAdapter {
     switch (status_of(string_field(*body, "status").value_or(""))) {
       case UnitStatus::completed:
       case UnitStatus::canceled:
-      case UnitStatus::failed: return CancelOutcome::already_finished;
-      case UnitStatus::in_progress: return CancelOutcome::already_started;
-      case UnitStatus::pending: break;
+      case UnitStatus::failed:
+        return CancelOutcome::already_finished;
+      case UnitStatus::in_progress:
+        return CancelOutcome::already_started;
+      case UnitStatus::pending:
+        break;
     }
     // Surge can cancel a project, not one task: canceling here would cancel the job's other units.
     return CancelOutcome::unsupported;
@@ -252,7 +252,7 @@ class SurgeAdapter final : public VendorAdapter {
   void for_each_task_page(const std::string& project_id, Fn&& fn) {
     for (int page = 1;; ++page) {
       auto outcome = client_.send_sync(get(url("/projects/" + project_id + "/tasks?page=" + std::to_string(page) +
-                                                "&per_page=" + std::to_string(kPageSize))));
+                                               "&per_page=" + std::to_string(kPageSize))));
       if (!succeeded(outcome)) throw classify_failure(outcome, id(), "list tasks of project " + project_id);
       auto body = parse_body(*outcome.response);
       if (!body || !body->is_array()) throw malformed("list tasks of project " + project_id);
@@ -316,8 +316,8 @@ class SurgeAdapter final : public VendorAdapter {
 
   std::optional<json> find_project(const std::string& name) {
     for (int page = 1;; ++page) {
-      auto outcome = client_.send_sync(get(url("/projects?page=" + std::to_string(page) + "&per_page=" +
-                                                std::to_string(kPageSize))));
+      auto outcome = client_.send_sync(
+          get(url("/projects?page=" + std::to_string(page) + "&per_page=" + std::to_string(kPageSize))));
       if (!succeeded(outcome)) throw classify_failure(outcome, id(), "list projects");
       auto body = parse_body(*outcome.response);
       if (!body || !body->is_array()) throw malformed("list projects");
@@ -332,7 +332,8 @@ class SurgeAdapter final : public VendorAdapter {
     auto task_id = string_field(task, "id");
     if (!task_id) throw malformed("task without id");
     r.vendor_task_id = *task_id;
-    if (auto fields = task.find("fields"); fields != task.end()) r.assignment_id = string_field(*fields, "_broker_ref").value_or("");
+    if (auto fields = task.find("fields"); fields != task.end())
+      r.assignment_id = string_field(*fields, "_broker_ref").value_or("");
     r.status = status_of(string_field(task, "status").value_or("pending"));
     if (r.status != UnitStatus::completed) return r;
     auto responses = task.find("responses");
