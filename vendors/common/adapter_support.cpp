@@ -1,5 +1,7 @@
 #include "vendors/common/adapter_support.hpp"
 
+#include "common/time.hpp"
+
 namespace labelbroker::vendors {
 
 bool succeeded(const HttpOutcome& outcome) {
@@ -71,11 +73,23 @@ std::vector<UnitResult> poll_each(HttpClient& client, const std::vector<UnitRef>
     const std::string what = "poll " + units[i].vendor_task_id;
     if (!succeeded(outcome)) throw classify_failure(outcome, vendor_id, what);
     auto body = parse_body(*outcome.response);
-    if (!body || !body->is_object())
-      throw VendorError(ErrorClass::permanent, std::string(vendor_id) + ": malformed response: " + what);
+    if (!body || !body->is_object()) throw malformed_response(vendor_id, what);
     out.push_back(to_result(*body));
   }
   return out;
+}
+
+VendorError malformed_response(std::string_view vendor_id, const std::string& what) {
+  return VendorError(ErrorClass::permanent, std::string(vendor_id) + ": malformed response: " + what);
+}
+
+void set_completion_times(UnitResult& result, const std::optional<std::string>& created_at,
+                          const std::optional<std::string>& completed_at) {
+  auto created = common::parse_rfc3339(created_at.value_or(""));
+  auto completed = common::parse_rfc3339(completed_at.value_or(""));
+  if (completed) result.completed_at = completed;
+  if (created && completed && *completed >= *created)
+    result.time_spent = std::chrono::duration_cast<std::chrono::milliseconds>(*completed - *created);
 }
 
 std::string url_encode(std::string_view value) {

@@ -37,6 +37,13 @@ std::vector<UnitResult> poll_each(HttpClient& client, const std::vector<UnitRef>
                                   std::string_view vendor_id,
                                   const std::function<UnitResult(const nlohmann::json&)>& to_result);
 
+// VendorError{permanent} "<vendor>: malformed response: <what>".
+VendorError malformed_response(std::string_view vendor_id, const std::string& what);
+
+// Sets completed_at and time_spent from RFC 3339 texts (either may be absent or invalid).
+void set_completion_times(UnitResult& result, const std::optional<std::string>& created_at,
+                          const std::optional<std::string>& completed_at);
+
 // Percent-encodes a query parameter value.
 std::string url_encode(std::string_view value);
 

@@ -306,9 +306,7 @@ class MercorAdapter final : public VendorAdapter {
     return r;
   }
 
-  VendorError malformed(const std::string& what) const {
-    return VendorError(ErrorClass::permanent, id() + ": malformed response: " + what);
-  }
+  VendorError malformed(const std::string& what) const { return malformed_response(id(), what); }
 
   CommonSettings settings_;
   Options options_;

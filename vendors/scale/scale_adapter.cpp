@@ -269,18 +269,12 @@ class ScaleAdapter final : public VendorAdapter {
       std::string type = string_field(task, "type").value_or("categorization");
       for (TaskType t : {TaskType::classification, TaskType::preference, TaskType::rating})
         if (scale_task_type(t) == type) r.cost_micros = price_of(t);
-      auto created = common::parse_rfc3339(string_field(task, "created_at").value_or(""));
-      auto completed = common::parse_rfc3339(string_field(task, "completed_at").value_or(""));
-      if (completed) r.completed_at = completed;
-      if (created && completed && *completed >= *created)
-        r.time_spent = std::chrono::duration_cast<std::chrono::milliseconds>(*completed - *created);
+      set_completion_times(r, string_field(task, "created_at"), string_field(task, "completed_at"));
     }
     return r;
   }
 
-  VendorError malformed(const std::string& what) const {
-    return VendorError(ErrorClass::permanent, id() + ": malformed response: " + what);
-  }
+  VendorError malformed(const std::string& what) const { return malformed_response(id(), what); }
 
   CommonSettings settings_;
   std::vector<std::pair<TaskType, std::int64_t>> prices_;

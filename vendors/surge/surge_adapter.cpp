@@ -344,17 +344,11 @@ class SurgeAdapter final : public VendorAdapter {
     if (!r.answer) throw malformed("completed task " + r.vendor_task_id + " has no answer");
     r.worker_id = string_field(response, "worker_id");
     r.cost_micros = payment_micros_ * static_cast<std::int64_t>(workers_per_task_);
-    auto created = common::parse_rfc3339(string_field(task, "created_at").value_or(""));
-    auto completed = common::parse_rfc3339(string_field(response, "completed_at").value_or(""));
-    if (completed) r.completed_at = completed;
-    if (created && completed && *completed >= *created)
-      r.time_spent = std::chrono::duration_cast<std::chrono::milliseconds>(*completed - *created);
+    set_completion_times(r, string_field(task, "created_at"), string_field(response, "completed_at"));
     return r;
   }
 
-  VendorError malformed(const std::string& what) const {
-    return VendorError(ErrorClass::permanent, id() + ": malformed response: " + what);
-  }
+  VendorError malformed(const std::string& what) const { return malformed_response(id(), what); }
 
   CommonSettings settings_;
   std::int64_t payment_micros_;
