@@ -1,5 +1,7 @@
 #include "api/health_routes.hpp"
 
+#include "api/auth.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include "common/build_info.hpp"
@@ -47,7 +49,7 @@ void register_health_routes(http::Router& router, HealthDependencies deps) {
     return r;
   });
 
-  router.add("GET", "/v1/version", [deps](http::Request&) {
+  router.add("GET", "/v1/version", require_role(deps.pool, auth::Role::viewer, [deps](http::Request&, const Caller&) {
     db::SchemaStatus status = db::probe_schema(deps.pool, kProbeAcquireTimeout);
     nlohmann::json body = {
         {"version", std::string(common::build_version())},
@@ -57,7 +59,7 @@ void register_health_routes(http::Router& router, HealthDependencies deps) {
         {"expected_schema_version", deps.expected_schema_version},
     };
     return http::Response::json(200, body.dump());
-  });
+  }));
 }
 
 }  // namespace labelbroker::api

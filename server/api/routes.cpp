@@ -9,7 +9,7 @@ namespace labelbroker::api {
 void register_api(http::Router& router, const ApiDependencies& deps) {
   router.set_exception_mapper(map_exception);
   register_health_routes(router, {deps.pool, deps.lifecycle, deps.expected_schema_version});
-  register_vendor_routes(router, deps.vendors);
+  register_vendor_routes(router, deps.pool, deps.vendors);
 }
 
 }  // namespace labelbroker::api

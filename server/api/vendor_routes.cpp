@@ -1,5 +1,7 @@
 #include "api/vendor_routes.hpp"
 
+#include "api/auth.hpp"
+
 #include <nlohmann/json.hpp>
 
 namespace labelbroker::api {
@@ -25,16 +27,12 @@ nlohmann::json vendor_json(const vendors::VendorAdapter& adapter) {
 
 }  // namespace
 
-void register_vendor_routes(http::Router& router, const vendors::VendorSet& vendors) {
-  // No I/O: describe() reads counters only, so this can answer on the I/O thread.
-  router.add(
-      "GET", "/v1/vendors",
-      [&vendors](http::Request&) {
-        nlohmann::json list = nlohmann::json::array();
-        for (const auto& adapter : vendors.all()) list.push_back(vendor_json(*adapter));
-        return http::Response::json(200, nlohmann::json{{"vendors", list}}.dump());
-      },
-      http::Execution::io_thread);
+void register_vendor_routes(http::Router& router, db::ConnectionPool& pool, const vendors::VendorSet& vendors) {
+  router.add("GET", "/v1/vendors", require_role(pool, auth::Role::viewer, [&vendors](http::Request&, const Caller&) {
+               nlohmann::json list = nlohmann::json::array();
+               for (const auto& adapter : vendors.all()) list.push_back(vendor_json(*adapter));
+               return http::Response::json(200, nlohmann::json{{"vendors", list}}.dump());
+             }));
 }
 
 }  // namespace labelbroker::api

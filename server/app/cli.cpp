@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "app/admin.hpp"
 #include "app/service.hpp"
 #include "common/build_info.hpp"
 #include "common/log.hpp"
@@ -20,6 +21,7 @@ Commands:
   serve          run the HTTP service (default); applies pending migrations first
   migrate        apply pending database migrations and exit
   check-config   validate the configuration and exit
+  admin ...      create teams and API keys (labelbroker admin --help)
   help           show this help
   version        print the version and exit
 
@@ -44,6 +46,7 @@ Exit codes:
 struct Arguments {
   std::string command = "serve";
   std::optional<std::string> config_path;
+  std::vector<std::string> admin_args;  // everything after "admin" except --config
 };
 
 struct UsageError {
@@ -55,6 +58,10 @@ Arguments parse_arguments(int argc, char** argv) {
   bool command_seen = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
+    if (command_seen && args.command == "admin" && arg != "--config" && arg.rfind("--config=", 0) != 0) {
+      args.admin_args.push_back(arg);
+      continue;
+    }
     if (arg == "-h" || arg == "--help") {
       args.command = "help";
       return args;
@@ -75,7 +82,8 @@ Arguments parse_arguments(int argc, char** argv) {
     }
     if (!arg.empty() && arg[0] == '-') throw UsageError{"unknown option '" + arg + "'"};
     if (command_seen) throw UsageError{"unexpected argument '" + arg + "'"};
-    if (arg != "serve" && arg != "migrate" && arg != "check-config" && arg != "help" && arg != "version")
+    if (arg != "serve" && arg != "migrate" && arg != "check-config" && arg != "help" && arg != "version" &&
+        arg != "admin")
       throw UsageError{"unknown command '" + arg + "'"};
     args.command = arg;
     command_seen = true;
@@ -123,6 +131,7 @@ int run(int argc, char** argv) {
     return kExitOk;
   }
   if (args.command == "migrate") return migrate(cfg);
+  if (args.command == "admin") return admin(cfg, args.admin_args);
   return serve(cfg);
 }
 

@@ -143,7 +143,14 @@ TEST_CASE("labelbroker serve: ready on a migrated database, exits 0 on SIGTERM",
   const auto port = wait_for_listening(broker);
   auto ready = http_request(port, "GET", "/readyz");
   CHECK(ready.status == 200);
-  auto version = nlohmann::json::parse(http_request(port, "GET", "/v1/version").body);
+  const std::map<std::string, std::string> admin_env = {{"LABELBROKER_DATABASE_URL", scratch.url()},
+                                                        {"LABELBROKER_CONFIG", ""}};
+  REQUIRE(run_process({kBinary, "admin", "create-team", "e2e"}, admin_env).exit_code == 0);
+  auto key = run_process({kBinary, "admin", "create-key", "--team", "e2e", "--role", "viewer"}, admin_env);
+  REQUIRE(key.exit_code == 0);
+  CHECK(http_request(port, "GET", "/v1/version").status == 401);
+  auto version = nlohmann::json::parse(
+      http_request(port, "GET", "/v1/version", "", {{"Authorization", "Bearer " + key.out.substr(0, 57)}}).body);
   CHECK(version["schema_version"] == version["expected_schema_version"]);
   CHECK(version["git_commit"].is_string());
 

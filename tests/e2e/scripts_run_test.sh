@@ -101,6 +101,7 @@ start_run() {
     LABELBROKER_PG_DIR="$pg_dir" \
     LABELBROKER_PG_PORT="$pg_port" \
     VENDOR_SIM_LISTEN="127.0.0.1:$sim_port" \
+    LABELBROKER_DEMO_KEY_FILE="$tmp_dir/demo-api-key" \
     "$repo_root/scripts/run" >"$log" 2>&1 </dev/null &
   run_pid=$!
   set +m
@@ -203,7 +204,12 @@ code=$(http_code "$base/healthz")
 code=$(http_code "$sim_base/healthz")
 [ "$code" = 200 ] || { cat "$log1" >&2; fail "vendor-sim /healthz returned $code, expected 200"; }
 # The broker's vendors are the simulator's, at the address scripts/run gave it.
-vendors=$(curl --noproxy '*' -s --max-time 5 "$base/v1/vendors")
+[ -s "$tmp_dir/demo-api-key" ] || fail "scripts/run did not write the demo API key"
+demo_key=$(head -n 1 "$tmp_dir/demo-api-key")
+grep -qF "API key    $demo_key" "$log1" || fail "scripts/run did not print the demo API key"
+code=$(http_code "$base/v1/vendors")
+[ "$code" = 401 ] || fail "GET /v1/vendors without a key returned $code, expected 401"
+vendors=$(curl --noproxy '*' -s --max-time 5 -H "Authorization: Bearer $demo_key" "$base/v1/vendors")
 for id in scale scale-small surge mercor; do
   grep -q "\"id\":\"$id\"" <<<"$vendors" || fail "GET /v1/vendors does not list $id: $vendors"
 done
@@ -224,6 +230,7 @@ code=$(http_code "$base/healthz")
 [ "$code" = 200 ] || { cat "$log2" >&2; fail "/healthz returned $code on the second run"; }
 note=$(psql -X -q -tA "$db_url" -c "SELECT note FROM e2e_marker" 2>&1) || fail "marker table missing on the second run: $note"
 [ "$note" = "first run" ] || fail "marker table content changed on the second run: '$note'"
+[ "$(head -n 1 "$tmp_dir/demo-api-key")" = "$demo_key" ] || fail "the second run replaced a demo API key that still works"
 record_pids
 say "run 2 ready and reused the data; sending SIGINT to the script's pid only"
 stop_run pid "$log2"

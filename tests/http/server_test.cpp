@@ -264,28 +264,3 @@ TEST_CASE("database failures escaping a handler become precise problems, not 500
   CHECK(http_request(ts.port(), "GET", "/bug").status == 500);
 }
 
-TEST_CASE("GET /v1/vendors lists configured vendors with kind and capabilities", "[http][vendors]") {
-  vendors::HttpRuntime runtime;
-  const auto env = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
-  auto cfg = config::parse_config(R"({"vendors": [{"id": "scale-small", "kind": "scale",
-      "base_url": "http://127.0.0.1:9/scale-small/v1", "api_key": "k", "callback_secret": "0123456789abcdef",
-      "capabilities": {"task_types": ["classification"], "domains": ["general", "legal"], "expertise": ["general"]},
-      "prices": {"classification": "0.05"}}]})",
-                                  "test.json", env);
-  vendors::VendorRegistry registry;
-  vendors::register_builtin_vendors(registry);
-  TestServer ts;
-  ts.vendors() = vendors::VendorSet(registry, cfg.vendors, {runtime, "http://127.0.0.1/v1/callbacks", "test.json", env});
-  ts.start();
-  auto r = http_request(ts.port(), "GET", "/v1/vendors");
-  REQUIRE(r.status == 200);
-  auto body = nlohmann::json::parse(r.body);
-  REQUIRE(body["vendors"].size() == 1);
-  const auto& v = body["vendors"][0];
-  CHECK(v["id"] == "scale-small");
-  CHECK(v["kind"] == "scale");
-  CHECK(v["capabilities"]["task_types"] == nlohmann::json::array({"classification"}));
-  CHECK(v["capabilities"]["domains"] == nlohmann::json::array({"general", "legal"}));
-  CHECK(v["health"]["base_url"] == "http://127.0.0.1:9/scale-small/v1");
-  CHECK(r.body.find("0123456789abcdef") == std::string::npos);  // secrets never leave the broker
-}

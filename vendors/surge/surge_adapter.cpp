@@ -6,7 +6,6 @@
 
 #include "common/crypto.hpp"
 #include "common/money.hpp"
-#include "common/time.hpp"
 #include "vendors/common/adapter_support.hpp"
 #include "vendors/common/settings.hpp"
 

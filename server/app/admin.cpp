@@ -1,0 +1,114 @@
+#include "app/admin.hpp"
+
+#include <iostream>
+#include <optional>
+
+#include "app/cli.hpp"
+#include "app/service.hpp"
+#include "auth/api_key.hpp"
+#include "common/log.hpp"
+#include "db/pool.hpp"
+#include "db/team_store.hpp"
+
+namespace labelbroker::app {
+namespace {
+
+constexpr const char* kAdminUsage = R"(usage: labelbroker admin COMMAND [--config PATH]
+
+Commands:
+  create-team NAME                        create a team (no-op if it exists)
+  create-key --team NAME --role ROLE      create an API key and print it once on stdout;
+                                          ROLE is viewer, submitter or admin
+
+Applies pending migrations first. Exit codes: 0 ok, 1 database failure or unknown team,
+2 usage error.
+)";
+
+bool valid_team_name(const std::string& name) {
+  // Mirrors the CHECK constraint on teams.name, so the error is ours, not the database's.
+  const auto lower_or_digit = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (name.empty() || name.size() > 63 || !lower_or_digit(name[0])) return false;
+  for (char c : name)
+    if (!lower_or_digit(c) && c != '.' && c != '_' && c != '-') return false;
+  return true;
+}
+
+db::PoolOptions one_connection(const config::Config& cfg) {
+  db::PoolOptions o;
+  o.url = cfg.database.url.reveal();
+  o.size = 1;
+  o.connect_timeout = cfg.database.connect_timeout;
+  o.statement_timeout = cfg.database.statement_timeout;
+  o.application_name = "labelbroker-admin";
+  return o;
+}
+
+int usage_error(const std::string& message) {
+  std::cerr << "labelbroker admin: " << message << "\n" << kAdminUsage;
+  return kExitUsage;
+}
+
+}  // namespace
+
+int admin(const config::Config& cfg, const std::vector<std::string>& args) {
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::cout << kAdminUsage;
+    return args.empty() ? kExitUsage : kExitOk;
+  }
+  const std::string& command = args[0];
+  std::optional<std::string> team, role_text, name;
+  for (size_t i = 1; i < args.size(); ++i) {
+    if ((args[i] == "--team" || args[i] == "--role") && i + 1 < args.size()) {
+      (args[i] == "--team" ? team : role_text) = args[i + 1];
+      ++i;
+    } else if (args[i].rfind("--", 0) == 0) {
+      return usage_error("unknown option '" + args[i] + "'");
+    } else if (!name) {
+      name = args[i];
+    } else {
+      return usage_error("unexpected argument '" + args[i] + "'");
+    }
+  }
+
+  if (command == "create-team") {
+    if (!name || team || role_text) return usage_error("create-team takes exactly one NAME");
+    if (!valid_team_name(*name))
+      return usage_error(
+          "team names are 1-63 characters of a-z, 0-9, '.', '_' and '-', starting with a letter or digit");
+  } else if (command == "create-key") {
+    if (name || !team || !role_text) return usage_error("create-key needs --team NAME and --role ROLE");
+    if (!auth::parse_role(*role_text))
+      return usage_error("unknown role '" + *role_text + "' (viewer, submitter, admin)");
+  } else {
+    return usage_error("unknown admin command '" + command + "'");
+  }
+
+  if (int code = migrate(cfg); code != kExitOk) return code;
+  try {
+    db::ConnectionPool pool(one_connection(cfg));
+    if (command == "create-team") {
+      auto [record, created] = pool.run([&](pqxx::connection& c) { return db::ensure_team(c, *name); });
+      std::cout << (created ? "created team " : "team already exists: ") << record.name << "\n";
+      return kExitOk;
+    }
+    auto record = pool.run([&](pqxx::connection& c) { return db::find_team(c, *team); });
+    if (!record) {
+      std::cerr << "labelbroker admin: no team '" << *team << "'; create it with: labelbroker admin create-team "
+                << *team << "\n";
+      return kExitFailure;
+    }
+    const auto key = auth::generate_api_key();
+    pool.run([&](pqxx::connection& c) {
+      return db::insert_api_key(c, record->id, key.prefix, key.secret_hash, *role_text);
+    });
+    std::cerr << "labelbroker admin: created a " << *role_text << " key for team " << record->name << " (prefix "
+              << key.prefix << "); it is shown only now\n";
+    std::cout << key.plaintext << "\n";
+    return kExitOk;
+  } catch (const std::exception& e) {
+    std::cerr << "labelbroker admin: database failure: " << e.what() << "\n";
+    return kExitFailure;
+  }
+}
+
+}  // namespace labelbroker::app
