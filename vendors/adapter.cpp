@@ -1,33 +1,31 @@
 #include "vendors/adapter.hpp"
 
 #include <algorithm>
-#include <cctype>
+
+#include "common/strings.hpp"
 
 namespace labelbroker::vendors {
-namespace {
-
-bool iequal(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
-}  // namespace
 
 std::string_view to_string(TaskType t) {
   switch (t) {
-    case TaskType::classification: return "classification";
-    case TaskType::preference: return "preference";
-    case TaskType::rating: return "rating";
+    case TaskType::classification:
+      return "classification";
+    case TaskType::preference:
+      return "preference";
+    case TaskType::rating:
+      return "rating";
   }
   return "classification";
 }
 
 std::string_view to_string(Expertise e) {
   switch (e) {
-    case Expertise::general: return "general";
-    case Expertise::skilled: return "skilled";
-    case Expertise::expert: return "expert";
+    case Expertise::general:
+      return "general";
+    case Expertise::skilled:
+      return "skilled";
+    case Expertise::expert:
+      return "expert";
   }
   return "general";
 }
@@ -53,41 +51,54 @@ bool Capabilities::supports(TaskType t, std::string_view domain, Expertise e) co
 
 std::string_view to_string(ErrorClass c) {
   switch (c) {
-    case ErrorClass::retryable: return "retryable";
-    case ErrorClass::permanent: return "permanent";
-    case ErrorClass::duplicate: return "duplicate";
-    case ErrorClass::capacity: return "capacity";
-    case ErrorClass::auth: return "auth";
+    case ErrorClass::retryable:
+      return "retryable";
+    case ErrorClass::permanent:
+      return "permanent";
+    case ErrorClass::duplicate:
+      return "duplicate";
+    case ErrorClass::capacity:
+      return "capacity";
+    case ErrorClass::auth:
+      return "auth";
   }
   return "permanent";
 }
 
 std::string_view to_string(UnitStatus s) {
   switch (s) {
-    case UnitStatus::pending: return "pending";
-    case UnitStatus::in_progress: return "in_progress";
-    case UnitStatus::completed: return "completed";
-    case UnitStatus::canceled: return "canceled";
-    case UnitStatus::failed: return "failed";
+    case UnitStatus::pending:
+      return "pending";
+    case UnitStatus::in_progress:
+      return "in_progress";
+    case UnitStatus::completed:
+      return "completed";
+    case UnitStatus::canceled:
+      return "canceled";
+    case UnitStatus::failed:
+      return "failed";
   }
   return "pending";
 }
 
 std::string_view to_string(CancelOutcome c) {
   switch (c) {
-    case CancelOutcome::canceled: return "canceled";
-    case CancelOutcome::already_started: return "already_started";
-    case CancelOutcome::already_finished: return "already_finished";
-    case CancelOutcome::not_found: return "not_found";
-    case CancelOutcome::unsupported: return "unsupported";
+    case CancelOutcome::canceled:
+      return "canceled";
+    case CancelOutcome::already_started:
+      return "already_started";
+    case CancelOutcome::already_finished:
+      return "already_finished";
+    case CancelOutcome::not_found:
+      return "not_found";
+    case CancelOutcome::unsupported:
+      return "unsupported";
   }
   return "not_found";
 }
 
 std::optional<std::string_view> InboundCallback::header(std::string_view name) const {
-  for (const auto& [k, v] : headers)
-    if (iequal(k, name)) return std::string_view(v);
-  return std::nullopt;
+  return common::find_field(headers, name);
 }
 
 std::optional<std::string_view> InboundCallback::query_param(std::string_view name) const {

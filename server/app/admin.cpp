@@ -34,11 +34,8 @@ bool valid_team_name(const std::string& name) {
 }
 
 db::PoolOptions one_connection(const config::Config& cfg) {
-  db::PoolOptions o;
-  o.url = cfg.database.url.reveal();
+  db::PoolOptions o = pool_options(cfg);
   o.size = 1;
-  o.connect_timeout = cfg.database.connect_timeout;
-  o.statement_timeout = cfg.database.statement_timeout;
   o.application_name = "labelbroker-admin";
   return o;
 }

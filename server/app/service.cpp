@@ -19,16 +19,6 @@
 namespace labelbroker::app {
 namespace {
 
-db::PoolOptions pool_options(const config::Config& cfg) {
-  db::PoolOptions options;
-  options.url = cfg.database.url.reveal();
-  options.size = static_cast<std::size_t>(cfg.database.pool_size);
-  options.connect_timeout = cfg.database.connect_timeout;
-  options.statement_timeout = cfg.database.statement_timeout;
-  options.acquire_timeout = cfg.database.acquire_timeout;
-  return options;
-}
-
 // Connects for schema work, retrying while the database starts up (common in compose and CI).
 std::unique_ptr<pqxx::connection> connect_with_retry(const config::Config& cfg) {
   const auto options = pool_options(cfg);
@@ -97,6 +87,16 @@ vendors::AdapterContext adapter_context(vendors::HttpRuntime& runtime, const con
 }
 
 }  // namespace
+
+db::PoolOptions pool_options(const config::Config& cfg) {
+  db::PoolOptions options;
+  options.url = cfg.database.url.reveal();
+  options.size = static_cast<std::size_t>(cfg.database.pool_size);
+  options.connect_timeout = cfg.database.connect_timeout;
+  options.statement_timeout = cfg.database.statement_timeout;
+  options.acquire_timeout = cfg.database.acquire_timeout;
+  return options;
+}
 
 void validate_vendors(const config::Config& cfg) {
   vendors::HttpRuntime runtime;

@@ -1,16 +1,6 @@
 #include "http/request.hpp"
 
-#include <cctype>
-
 namespace labelbroker::http {
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
-  }
-  return true;
-}
 
 void Headers::set(std::string_view name, std::string value) {
   std::erase_if(fields_, [&](const auto& f) { return iequals(f.first, name); });
@@ -18,10 +8,7 @@ void Headers::set(std::string_view name, std::string value) {
 }
 
 std::optional<std::string_view> Headers::get(std::string_view name) const {
-  for (const auto& [k, v] : fields_) {
-    if (iequals(k, name)) return std::string_view(v);
-  }
-  return std::nullopt;
+  return common::find_field(fields_, name);
 }
 
 std::optional<std::string_view> Request::query_param(std::string_view name) const {

@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/strings.hpp"
+
 namespace labelbroker::http {
 
 // Case-insensitive header list (HTTP field names are case-insensitive).
@@ -23,7 +25,7 @@ class Headers {
   std::vector<std::pair<std::string, std::string>> fields_;
 };
 
-bool iequals(std::string_view a, std::string_view b);
+using common::iequals;
 
 struct Request {
   std::string method;  // upper case, e.g. "GET"

@@ -59,6 +59,11 @@ std::optional<double> number_field(const nlohmann::json& object, std::string_vie
   return it->get<double>();
 }
 
+void fail_all(const std::vector<const WorkUnit*>& group, const VendorError& error, SubmitResult& result) {
+  for (const auto* unit : group)
+    result.failed.push_back({unit->assignment_id, error.error_class(), error.what(), error.retry_after()});
+}
+
 std::vector<UnitResult> poll_each(HttpClient& client, const std::vector<UnitRef>& units,
                                   const std::function<OutboundRequest(const UnitRef&)>& request_for,
                                   std::string_view vendor_id,

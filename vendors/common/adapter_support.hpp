@@ -29,6 +29,9 @@ std::optional<nlohmann::json> parse_body(const InboundResponse& response);
 std::optional<std::string> string_field(const nlohmann::json& object, std::string_view key);
 std::optional<double> number_field(const nlohmann::json& object, std::string_view key);
 
+// Records `error` as the failure of every unit in `group` (a batch the vendor refused as a whole).
+void fail_all(const std::vector<const WorkUnit*>& group, const VendorError& error, SubmitResult& result);
+
 // Fetches each unit with its own GET, all in flight at once (the client caps concurrency), and
 // turns each answer into a UnitResult with `to_result`. Units the vendor answers 404 for are left
 // out. Any other failure throws a classified VendorError; an unreadable body is permanent.

@@ -1,5 +1,12 @@
 #include "vendors/common/http_client.hpp"
 
+#include <algorithm>
+#include <atomic>
+#include <deque>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -11,13 +18,7 @@
 #include <boost/beast/ssl.hpp>
 #include <openssl/ssl.h>
 
-#include <algorithm>
-#include <atomic>
-#include <cctype>
-#include <deque>
-#include <random>
-#include <thread>
-#include <unordered_map>
+#include "common/strings.hpp"
 
 namespace labelbroker::vendors {
 
@@ -28,12 +29,6 @@ namespace bhttp = boost::beast::http;
 using tcp = net::ip::tcp;
 
 namespace {
-
-bool iequal(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
 
 struct ParsedUrl {
   bool tls = false;
@@ -83,27 +78,36 @@ std::optional<ParsedUrl> parse_url(std::string_view url) {
   return out;
 }
 
-bool retryable_status(int status) { return status == 408 || status == 429 || status >= 500; }
+bool retryable_status(int status) {
+  return status == 408 || status == 429 || status >= 500;
+}
 
 }  // namespace
 
 std::optional<std::string_view> InboundResponse::header(std::string_view name) const {
-  for (const auto& [k, v] : headers)
-    if (iequal(k, name)) return std::string_view(v);
-  return std::nullopt;
+  return common::find_field(headers, name);
 }
 
 std::string_view to_string(TransportFailure f) {
   switch (f) {
-    case TransportFailure::none: return "none";
-    case TransportFailure::bad_url: return "bad_url";
-    case TransportFailure::resolve: return "resolve";
-    case TransportFailure::connect: return "connect";
-    case TransportFailure::tls: return "tls";
-    case TransportFailure::timeout: return "timeout";
-    case TransportFailure::io: return "io";
-    case TransportFailure::too_large: return "too_large";
-    case TransportFailure::shutdown: return "shutdown";
+    case TransportFailure::none:
+      return "none";
+    case TransportFailure::bad_url:
+      return "bad_url";
+    case TransportFailure::resolve:
+      return "resolve";
+    case TransportFailure::connect:
+      return "connect";
+    case TransportFailure::tls:
+      return "tls";
+    case TransportFailure::timeout:
+      return "timeout";
+    case TransportFailure::io:
+      return "io";
+    case TransportFailure::too_large:
+      return "too_large";
+    case TransportFailure::shutdown:
+      return "shutdown";
   }
   return "io";
 }
@@ -151,8 +155,10 @@ struct Connection {
   bool is_open() { return tcp().socket().is_open(); }
   template <typename Fn>
   void with_stream(Fn&& fn) {
-    if (plain) fn(*plain);
-    else fn(*tls);
+    if (plain)
+      fn(*plain);
+    else
+      fn(*tls);
   }
 };
 
@@ -233,20 +239,24 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void resolve() {
     client_->resolver().async_resolve(
         url_.host, url_.port, [self = shared_from_this()](beast::error_code ec, tcp::resolver::results_type results) {
-          if (ec) return self->fail(TransportFailure::resolve, "cannot resolve " + self->url_.host + ": " + ec.message());
+          if (ec)
+            return self->fail(TransportFailure::resolve, "cannot resolve " + self->url_.host + ": " + ec.message());
           self->connect(results);
         });
   }
 
   void connect(const tcp::resolver::results_type& results) {
     connection_ = std::make_unique<Connection>();
-    if (url_.tls) connection_->tls.emplace(client_->ioc(), client_->ssl_context());
-    else connection_->plain.emplace(client_->ioc());
+    if (url_.tls)
+      connection_->tls.emplace(client_->ioc(), client_->ssl_context());
+    else
+      connection_->plain.emplace(client_->ioc());
     ++client_->opened;
     connection_->tcp().expires_after(client_->options().connect_timeout);
     connection_->tcp().async_connect(results, [self = shared_from_this()](beast::error_code ec, const tcp::endpoint&) {
       if (ec == beast::error::timeout) return self->fail(TransportFailure::timeout, "connect timed out");
-      if (ec) return self->fail(TransportFailure::connect, "cannot connect to " + self->url_.origin + ": " + ec.message());
+      if (ec)
+        return self->fail(TransportFailure::connect, "cannot connect to " + self->url_.origin + ": " + ec.message());
       beast::error_code nodelay_ec;
       self->connection_->tcp().socket().set_option(tcp::no_delay(true), nodelay_ec);
       if (self->url_.tls) return self->handshake();
@@ -263,7 +273,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     connection_->tcp().expires_after(client_->options().connect_timeout);
     stream.async_handshake(ssl::stream_base::client, [self = shared_from_this()](beast::error_code ec) {
       if (ec == beast::error::timeout) return self->fail(TransportFailure::timeout, "TLS handshake timed out");
-      if (ec) return self->fail(TransportFailure::tls, "TLS handshake with " + self->url_.origin + " failed: " + ec.message());
+      if (ec)
+        return self->fail(TransportFailure::tls,
+                          "TLS handshake with " + self->url_.origin + " failed: " + ec.message());
       self->write();
     });
   }
@@ -306,15 +318,17 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     if (auto length = parser_->content_length(); length && *length > client_->options().max_response_bytes)
       return fail(TransportFailure::too_large, "response of " + std::to_string(*length) + " bytes is over the limit");
     connection_->with_stream([&](auto& stream) {
-      bhttp::async_read(stream, connection_->buffer, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-        if (ec) return self->on_read_error(ec);
-        self->on_response();
-      });
+      bhttp::async_read(stream, connection_->buffer, *parser_,
+                        [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                          if (ec) return self->on_read_error(ec);
+                          self->on_response();
+                        });
     });
   }
 
   void on_read_error(beast::error_code ec) {
-    if (ec == bhttp::error::body_limit) return fail(TransportFailure::too_large, "response larger than the configured limit");
+    if (ec == bhttp::error::body_limit)
+      return fail(TransportFailure::too_large, "response larger than the configured limit");
     on_io_error(ec, !parser_->got_some());
   }
 
@@ -335,7 +349,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     auto& res = parser_->get();
     InboundResponse response;
     response.status = static_cast<int>(res.result_int());
-    for (const auto& field : res) response.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    for (const auto& field : res)
+      response.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
     response.body = std::move(res.body());
     if (res.keep_alive()) client_->give_back(url_.origin, std::move(connection_));
     connection_.reset();
@@ -470,7 +485,8 @@ std::future<HttpOutcome> HttpClient::send(OutboundRequest request) {
   }
   auto exchange = std::make_shared<Exchange>(impl_, std::move(request), std::move(*url));
   auto future = exchange->future();
-  net::post(impl_->ioc(), [impl = impl_, exchange = std::move(exchange)]() mutable { impl->submit(std::move(exchange)); });
+  net::post(impl_->ioc(),
+            [impl = impl_, exchange = std::move(exchange)]() mutable { impl->submit(std::move(exchange)); });
   return future;
 }
 

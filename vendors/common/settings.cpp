@@ -67,7 +67,7 @@ CommonSettings read_common_settings(config::JsonReader& reader, const config::Ve
 }
 
 std::vector<std::pair<TaskType, std::int64_t>> read_price_table(config::JsonReader& reader, const std::string& key,
-                                                                 const std::vector<TaskType>& required) {
+                                                                const std::vector<TaskType>& required) {
   auto prices = reader.object(key);
   std::vector<std::pair<TaskType, std::int64_t>> out;
   for (TaskType t : required) {

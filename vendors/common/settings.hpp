@@ -31,6 +31,6 @@ CommonSettings read_common_settings(config::JsonReader& reader, const config::Ve
 // Reads {"classification": "0.08", ...} (decimal USD strings) into micro-dollars per task type.
 // Every task type in `required` must be priced.
 std::vector<std::pair<TaskType, std::int64_t>> read_price_table(config::JsonReader& reader, const std::string& key,
-                                                                 const std::vector<TaskType>& required);
+                                                                const std::vector<TaskType>& required);
 
 }  // namespace labelbroker::vendors

@@ -81,8 +81,7 @@ class MercorAdapter final : public VendorAdapter {
       try {
         submit_group(key.first, key.second, group, result);
       } catch (const VendorError& e) {
-        for (const auto* unit : group)
-          result.failed.push_back({unit->assignment_id, e.error_class(), e.what(), e.retry_after()});
+        fail_all(group, e, result);
       }
     }
     return result;

@@ -89,8 +89,7 @@ class SurgeAdapter final : public VendorAdapter {
       try {
         submit_group(*group.front(), group, result);
       } catch (const VendorError& e) {
-        for (const auto* unit : group)
-          result.failed.push_back({unit->assignment_id, e.error_class(), e.what(), e.retry_after()});
+        fail_all(group, e, result);
       }
     }
     return result;
