@@ -49,6 +49,9 @@ struct WorkUnit {
   std::string instructions;
   std::vector<std::string> labels;
   nlohmann::json data = nlohmann::json::object();
+  // An earlier send of this unit (by this or another broker process) may have reached the vendor.
+  // Adapters whose vendor has no idempotency key must look before creating it again.
+  bool may_exist = false;
 };
 
 enum class ErrorClass {

@@ -1,9 +1,11 @@
 #pragma once
 // Everything the v1 API serves, registered on one router: the service and the in-process test
 // server both call this, so tests exercise exactly what production serves.
+#include "config/config.hpp"
 #include "db/pool.hpp"
 #include "http/router.hpp"
 #include "http/server.hpp"
+#include "jobs/engine.hpp"
 #include "vendors/registry.hpp"
 
 namespace labelbroker::api {
@@ -13,6 +15,8 @@ struct ApiDependencies {
   http::Lifecycle& lifecycle;
   int expected_schema_version;
   const vendors::VendorSet& vendors;
+  jobs::Dispatch& dispatch;  // callbacks and cancel record through it
+  config::JobsConfig jobs = {};
 };
 
 void register_api(http::Router& router, const ApiDependencies& deps);

@@ -16,7 +16,8 @@ namespace {
 constexpr const char* kAdminUsage = R"(usage: labelbroker admin COMMAND [--config PATH]
 
 Commands:
-  create-team NAME                        create a team (no-op if it exists)
+  create-team NAME                        create a team (no-op if it exists); prints the team's
+                                          webhook signing secret on stderr
   create-key --team NAME --role ROLE      create an API key and print it once on stdout;
                                           ROLE is viewer, submitter or admin
 
@@ -85,7 +86,12 @@ int admin(const config::Config& cfg, const std::vector<std::string>& args) {
     db::ConnectionPool pool(one_connection(cfg));
     if (command == "create-team") {
       auto [record, created] = pool.run([&](pqxx::connection& c) { return db::ensure_team(c, *name); });
+      const auto secret =
+          pool.run([&, id = record.id](pqxx::connection& c) { return db::team_webhook_secret(c, id); });
       std::cout << (created ? "created team " : "team already exists: ") << record.name << "\n";
+      // On stderr, like create-key's notice: stdout stays the one status line scripts rely on.
+      // Printed for an existing team too, so an operator can recover it to verify webhooks.
+      if (secret) std::cerr << "webhook secret for team " << record.name << ": " << *secret << "\n";
       return kExitOk;
     }
     auto record = pool.run([&](pqxx::connection& c) { return db::find_team(c, *team); });

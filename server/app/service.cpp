@@ -14,6 +14,9 @@
 #include "db/probe.hpp"
 #include "http/router.hpp"
 #include "http/server.hpp"
+#include "jobs/engine.hpp"
+#include "jobs/webhook_delivery.hpp"
+#include "routing/policy.hpp"
 #include "vendors/registry.hpp"
 
 namespace labelbroker::app {
@@ -155,11 +158,17 @@ int serve(const config::Config& cfg) {
     std::fprintf(stderr, "labelbroker: config error: %s\n", e.what());
     return kExitUsage;
   }
-  api::register_api(router, {pool, lifecycle, db::expected_schema_version(), vendor_set});
+  routing::WeightedRoundRobin policy;
+  jobs::Dispatch dispatch(pool, vendor_set, policy, cfg.vendors);
+  api::register_api(router, {pool, lifecycle, db::expected_schema_version(), vendor_set, dispatch, cfg.jobs});
+  jobs::WebhookDelivery webhooks(pool, cfg.webhooks, vendor_runtime);
+  jobs::Engine engine(dispatch, cfg.dispatch, &webhooks);
   server.start();
   server.handle_signals();
+  if (cfg.dispatch.enabled) engine.start();
   common::log::info("listening", {{"url", "http://" + bound.to_string()}, {"vendors", cfg.vendors.size()}});
   const bool drained = server.wait();
+  engine.stop();
   common::log::info("stopped", {{"drained", drained}});
   return kExitOk;
 }

@@ -108,6 +108,36 @@ Config parse_config(std::string_view text, const std::string& source_name, const
     http.finish();
   }
   {
+    auto jobs = top.object("jobs");
+    jobs.integer("body_limit_bytes", cfg.jobs.body_limit_bytes, 1024, std::numeric_limits<long long>::max());
+    jobs.integer("max_items_per_request", cfg.jobs.max_items_per_request, 1, 100000000);
+    jobs.integer("max_items_per_job", cfg.jobs.max_items_per_job, 1, 1000000000);
+    jobs.finish();
+  }
+  {
+    auto d = top.object("dispatch");
+    d.boolean("enabled", cfg.dispatch.enabled);
+    d.integer("workers_per_vendor", cfg.dispatch.workers_per_vendor, 1, 256);
+    d.integer("plan_chunk_items", cfg.dispatch.plan_chunk_items, 1, 100000);
+    d.millis("lease_ms", cfg.dispatch.lease, 100, 86400000);
+    d.integer("max_attempts", cfg.dispatch.max_attempts, 1, 1000);
+    d.millis("backoff_initial_ms", cfg.dispatch.backoff_initial, 1, 3600000);
+    d.millis("backoff_max_ms", cfg.dispatch.backoff_max, 1, 86400000);
+    d.millis("idle_wait_ms", cfg.dispatch.idle_wait, 1, 60000);
+    d.millis("poll_after_ms", cfg.dispatch.poll_after, 0, 86400000);
+    d.millis("poll_interval_ms", cfg.dispatch.poll_interval, 10, 3600000);
+    d.millis("maintenance_interval_ms", cfg.dispatch.maintenance_interval, 10, 3600000);
+    d.finish();
+  }
+  {
+    auto w = top.object("webhooks");
+    w.millis("timeout_ms", cfg.webhooks.timeout, 1, 600000);
+    w.millis("backoff_initial_ms", cfg.webhooks.backoff_initial, 1, 3600000);
+    w.millis("backoff_max_ms", cfg.webhooks.backoff_max, 1, 86400000);
+    w.millis("give_up_after_ms", cfg.webhooks.give_up_after, 1, 30LL * 86400000);
+    w.finish();
+  }
+  {
     auto log = top.object("log");
     log.string("level", cfg.log.level);
     if (cfg.log.level != "debug" && cfg.log.level != "info" && cfg.log.level != "warn" && cfg.log.level != "error")

@@ -40,7 +40,7 @@ struct ListenAddress {
 
 struct DatabaseConfig {
   Secret url{"postgresql://labelbroker@127.0.0.1:55432/labelbroker", "default"};
-  int pool_size = 8;
+  int pool_size = 16;  // HTTP workers and background loops share it
   std::chrono::milliseconds connect_timeout{3000};
   std::chrono::milliseconds statement_timeout{10000};
   std::chrono::milliseconds acquire_timeout{5000};
@@ -61,6 +61,38 @@ struct HttpConfig {
   // After SIGTERM: keep accepting (with /readyz at 503) this long so load balancers stop sending.
   std::chrono::milliseconds drain_delay{0};
   std::chrono::milliseconds shutdown_grace{20000};
+};
+
+// Intake limits for POST /v1/jobs and POST /v1/jobs/{id}/items.
+struct JobsConfig {
+  // Request body limit for the two job-upload routes (other routes keep http.body_limit_bytes).
+  std::size_t body_limit_bytes = 256 * 1024 * 1024;
+  std::size_t max_items_per_request = 1000000;
+  std::size_t max_items_per_job = 10000000;
+};
+
+// Background work: planning, dispatch to vendors, polling, cancel, deadlines. Every broker process
+// runs these loops; rows are claimed, so any number of processes can share one database.
+struct DispatchConfig {
+  bool enabled = true;
+  int workers_per_vendor = 2;             // concurrent batches in flight per vendor, per process
+  std::size_t plan_chunk_items = 1000;    // items planned per transaction
+  std::chrono::milliseconds lease{60000}; // a claim not finished by then is taken over
+  int max_attempts = 8;                   // sends of one assignment before it moves elsewhere
+  std::chrono::milliseconds backoff_initial{500};
+  std::chrono::milliseconds backoff_max{60000};
+  std::chrono::milliseconds idle_wait{200};       // how long an idle loop sleeps before looking again
+  std::chrono::milliseconds poll_after{30000};    // ask the vendor about a unit with no callback after this
+  std::chrono::milliseconds poll_interval{5000};
+  std::chrono::milliseconds maintenance_interval{500};  // lease recovery, completion, deadlines
+};
+
+// Job events POSTed to a job's callback_url (signed, retried, at least once).
+struct WebhookConfig {
+  std::chrono::milliseconds timeout{10000};
+  std::chrono::milliseconds backoff_initial{1000};
+  std::chrono::milliseconds backoff_max{3600000};
+  std::chrono::milliseconds give_up_after{24 * 3600 * 1000};
 };
 
 struct LogConfig {
@@ -84,6 +116,9 @@ struct Config {
   std::vector<VendorConfig> vendors;
   DatabaseConfig database;
   HttpConfig http;
+  JobsConfig jobs;
+  DispatchConfig dispatch;
+  WebhookConfig webhooks;
   LogConfig log;
   std::string source = "defaults";  // file the values came from, for log lines
 };

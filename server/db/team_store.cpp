@@ -25,6 +25,13 @@ std::optional<TeamRecord> find_team(pqxx::connection& connection, const std::str
   return TeamRecord{rows[0][0].as<std::int64_t>(), rows[0][1].as<std::string>()};
 }
 
+std::optional<std::string> team_webhook_secret(pqxx::connection& connection, std::int64_t team_id) {
+  pqxx::nontransaction tx(connection);
+  auto rows = tx.exec_params("SELECT webhook_secret FROM teams WHERE id = $1", team_id);
+  if (rows.empty()) return std::nullopt;
+  return rows[0][0].as<std::string>();
+}
+
 std::int64_t insert_api_key(pqxx::connection& connection, std::int64_t team_id, const std::string& prefix,
                             const std::string& secret_hash, const std::string& role) {
   pqxx::work tx(connection);

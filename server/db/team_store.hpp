@@ -26,6 +26,10 @@ struct KeyRecord {
 std::pair<TeamRecord, bool> ensure_team(pqxx::connection& connection, const std::string& name);
 std::optional<TeamRecord> find_team(pqxx::connection& connection, const std::string& name);
 
+// The key the team's webhook events are signed with (teams.webhook_secret, schema/0002); nullopt
+// if there is no such team. A secret: show it only to the team's operator, never log it.
+std::optional<std::string> team_webhook_secret(pqxx::connection& connection, std::int64_t team_id);
+
 std::int64_t insert_api_key(pqxx::connection& connection, std::int64_t team_id, const std::string& prefix,
                             const std::string& secret_hash, const std::string& role);
 

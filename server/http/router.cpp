@@ -33,13 +33,20 @@ int specificity(const Route& r) {
 }  // namespace
 
 void Router::add(std::string method, std::string pattern, Handler handler, Execution execution) {
+  add(std::move(method), std::move(pattern), std::move(handler), RouteOptions{execution, std::nullopt});
+}
+
+void Router::add(std::string method, std::string pattern, Handler handler, RouteOptions options) {
   if (pattern.empty() || pattern.front() != '/')
     throw std::invalid_argument("route pattern must start with '/': " + pattern);
   for (const auto& r : routes_) {
     if (r.method == method && r.pattern == pattern)
       throw std::invalid_argument("duplicate route " + method + " " + pattern);
   }
-  Route route{std::move(method), std::move(pattern), std::move(handler), execution, {}};
+  if (options.body_limit_bytes && *options.body_limit_bytes == 0)
+    throw std::invalid_argument("route body limit must be positive: " + pattern);
+  Route route{std::move(method), std::move(pattern), std::move(handler), options.execution, {},
+              options.body_limit_bytes};
   for (auto s : split_path(route.pattern)) {
     if (s.find_first_of("{}") != std::string_view::npos && !is_param(s))
       throw std::invalid_argument("malformed parameter in route pattern " + route.pattern);

@@ -5,6 +5,7 @@
 // The router is built at start-up and then only read, so concurrent match() calls are safe.
 // Handlers run either on an I/O thread (only for work that never blocks: no database, no disk,
 // no network) or on the worker pool (the default).
+#include <cstddef>
 #include <exception>
 #include <functional>
 #include <optional>
@@ -22,12 +23,21 @@ using ExceptionMapper = std::function<std::optional<Response>(const std::excepti
 
 enum class Execution { io_thread, worker };
 
+// Per-route settings beyond the handler.
+struct RouteOptions {
+  Execution execution = Execution::worker;
+  // The largest request body this route accepts; nullopt: the server's body_limit_bytes. Upload
+  // routes (job items) need far more than the rest of the API, which keeps the small global limit.
+  std::optional<std::size_t> body_limit_bytes;
+};
+
 struct Route {
   std::string method;
   std::string pattern;
   Handler handler;
   Execution execution = Execution::worker;
   std::vector<std::string> segments;  // pattern split on '/'; "{x}" marks a parameter
+  std::optional<std::size_t> body_limit_bytes;  // see RouteOptions
 };
 
 struct RouteMatch {
@@ -42,6 +52,12 @@ class Router {
  public:
   // Throws std::invalid_argument for a malformed pattern or a duplicate (method, pattern).
   void add(std::string method, std::string pattern, Handler handler, Execution execution = Execution::worker);
+  void add(std::string method, std::string pattern, Handler handler, RouteOptions options);
+
+  // The body limit for a request: the matched route's own limit, else `fallback` (the server's).
+  static std::size_t body_limit(const Route* route, std::size_t fallback) {
+    return route && route->body_limit_bytes ? *route->body_limit_bytes : fallback;
+  }
 
   // HEAD matches GET routes. raw_path is still percent-encoded; parameters come back decoded.
   RouteMatch match(std::string_view method, std::string_view raw_path) const;

@@ -2,6 +2,7 @@
 
 #include <condition_variable>
 #include <csignal>
+#include <limits>
 #include <ctime>
 #include <mutex>
 #include <optional>
@@ -233,7 +234,14 @@ class Session : public std::enable_shared_from_this<Session> {
     if (closing_) return do_close();
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(server_.options().header_limit_bytes));
-    parser_->body_limit(server_.options().body_limit_bytes);
+    // The body limit depends on the route, known only once the header is parsed (on_header sets
+    // it). Until then no limit: Beast checks a declared Content-Length against it at the end of
+    // the header, before we could route. (Not boost::none: Beast 1.74 compares the length with
+    // the optional, and "len > none" is true, so none would reject every body.)
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
+    body_limit_ = server_.options().body_limit_bytes;
+    match_ = RouteMatch{};
+    target_ok_ = false;
     body_read_ = false;
     if (buffer_.size() == 0) {
       // Waiting for the first byte of the next request is idle time, with its own timeout.
@@ -276,11 +284,16 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec) return on_read_error(ec);
     auto& header = parser_->get();
     begin_request();
-    if (auto length = parser_->content_length(); length && *length > server_.options().body_limit_bytes) {
+    // Route now, before the body: the route decides how large a body may be.
+    target_ok_ = parse_target(request_.target, request_.path, request_.query);
+    if (target_ok_) match_ = server_.router().match(request_.method, request_.path);
+    body_limit_ = Router::body_limit(match_.route, server_.options().body_limit_bytes);
+    if (auto length = parser_->content_length(); length && *length > body_limit_) {
       return send_error(413, "payload-too-large", "Payload too large",
                         "the request body is " + std::to_string(*length) + " bytes; the limit is " +
-                            std::to_string(server_.options().body_limit_bytes));
+                            std::to_string(body_limit_));
     }
+    parser_->body_limit(body_limit_);  // enforced while reading a chunked body
     if (parser_->is_done()) return on_request();
     state_ = State::reading_body;
     stream_.expires_after(server_.options().body_timeout);
@@ -336,7 +349,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec == bhttp::error::body_limit) {
       return send_error(
           413, "payload-too-large", "Payload too large",
-          "the request body exceeds the limit of " + std::to_string(server_.options().body_limit_bytes) + " bytes");
+          "the request body exceeds the limit of " + std::to_string(body_limit_) + " bytes");
     }
     if (ec == bhttp::error::header_limit) {
       return send_error(
@@ -358,10 +371,10 @@ class Session : public std::enable_shared_from_this<Session> {
     state_ = State::handling;
     body_read_ = true;
     request_.body = std::move(parser_->get().body());
-    if (!parse_target(request_.target, request_.path, request_.query)) {
+    if (!target_ok_) {
       return send(problem(400, "malformed-request", "Bad request", "the request target is not a valid path"));
     }
-    RouteMatch match = server_.router().match(request_.method, request_.path);
+    RouteMatch match = std::move(match_);  // routed in on_header
     switch (match.outcome) {
       case RouteMatch::Outcome::found:
         break;
@@ -479,6 +492,9 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string write_buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   Request request_;
+  RouteMatch match_;          // the current request's route, found once its header is read
+  bool target_ok_ = false;    // the request target parsed (else 400 once the request is read)
+  std::size_t body_limit_ = 0;  // the current request's body limit (its route's, or the server's)
   Clock::time_point started_{};
   unsigned version_ = 11;
   bool keep_alive_ = true;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <set>
+#include <string_view>
+#include <unordered_set>
 
 #include "common/money.hpp"
 #include "common/time.hpp"
@@ -14,6 +16,10 @@ using nlohmann::json;
 const std::set<std::string> kKnownKeys = {"name",       "task_type", "domain",  "expertise",  "instructions",
                                           "labels",     "items",     "gold",    "redundancy", "quality",
                                           "budget_usd", "deadline",  "vendors", "optimize",   "callback_url"};
+
+// Built once: these are checked for every item, and a job may have a million.
+const std::set<std::string> kItemKeys = {"id", "data"};
+const std::set<std::string> kGoldKeys = {"id", "data", "answer"};
 
 std::string pointer(std::string_view parent, std::string_view token) {
   return std::string(parent) + "/" + http::json_pointer_escape(token);
@@ -60,12 +66,14 @@ class Validator {
     return value;
   }
 
-  json data(const json& entry, const std::string& where) {
+  // `take`: move the data out of `entry` (the caller owns the document) instead of copying.
+  json data(const json& entry, const std::string& where, bool take) {
     auto it = entry.find("data");
     if (it == entry.end() || !it->is_object()) {
       error(where + "/data", "is required: an object");
       return json::object();
     }
+    if (take) return std::move(const_cast<json&>(*it));
     return *it;
   }
 
@@ -100,7 +108,105 @@ std::vector<std::string> vendor_names(Validator& v, const json& list, const std:
   return out;
 }
 
+// Items (and gold): unique ids across both lists, data objects, gold answers among `labels` (not
+// checked when `labels` is empty: the labels themselves are then reported as missing).
+void parse_item_lists(Validator& v, const json& body, const std::vector<std::string>& labels,
+                      const ValidationLimits& limits, bool take_data, std::vector<JobItem>& items,
+                      std::vector<GoldItem>& gold_items) {
+  // Views into the document's own id strings, which stay put while we read: no copy per id.
+  std::unordered_set<std::string_view> ids;
+  auto remember = [&](const json& entry) -> bool {
+    auto it = entry.find("id");
+    if (it == entry.end() || !it->is_string() || it->get_ref<const std::string&>().empty()) return true;
+    return ids.insert(it->get_ref<const std::string&>()).second;
+  };
+  if (auto it = body.find("items");
+      limits.allow_no_items && (it == body.end() || it->is_null() || (it->is_array() && it->empty()))) {
+    // a draft: items come later
+  } else if (it == body.end() || !it->is_array() || it->empty()) {
+    v.error("/items", "is required: a non-empty array of {id, data}");
+  } else if (it->size() > limits.max_items) {
+    v.error("/items", "may have at most " + std::to_string(limits.max_items) +
+                          " items per request; append more with POST /v1/jobs/{id}/items");
+  } else {
+    items.reserve(it->size());
+    ids.reserve(it->size());
+    for (std::size_t i = 0; i < it->size(); ++i) {
+      const auto where = pointer("/items", i);
+      const auto& entry = (*it)[i];
+      if (!entry.is_object()) {
+        v.error(where, "must be an object {id, data}");
+        continue;
+      }
+      v.unknown_keys(entry, where, kItemKeys);
+      JobItem item{v.id(entry, where), v.data(entry, where, take_data)};
+      if (!remember(entry)) v.error(where + "/id", "duplicates an earlier item id");
+      items.push_back(std::move(item));
+    }
+  }
+  if (auto it = body.find("gold"); it != body.end() && !it->is_null()) {
+    if (!it->is_array()) {
+      v.error("/gold", "must be an array of {id, data, answer}");
+    } else if (it->size() > limits.max_items) {
+      v.error("/gold", "may have at most " + std::to_string(limits.max_items) + " items per request");
+    } else {
+      gold_items.reserve(it->size());
+      for (std::size_t i = 0; i < it->size(); ++i) {
+        const auto where = pointer("/gold", i);
+        const auto& entry = (*it)[i];
+        if (!entry.is_object()) {
+          v.error(where, "must be an object {id, data, answer}");
+          continue;
+        }
+        v.unknown_keys(entry, where, kGoldKeys);
+        GoldItem gold{v.id(entry, where), v.data(entry, where, take_data), ""};
+        if (!remember(entry)) v.error(where + "/id", "duplicates an item or gold id");
+        auto answer = entry.find("answer");
+        if (answer == entry.end() || !answer->is_string()) {
+          v.error(where + "/answer", "is required: one of the labels");
+        } else {
+          gold.answer = answer->get<std::string>();
+          if (!labels.empty() && std::find(labels.begin(), labels.end(), gold.answer) == labels.end())
+            v.error(where + "/answer", "'" + gold.answer + "' is not one of the labels");
+        }
+        gold_items.push_back(std::move(gold));
+      }
+    }
+  }
+}
+
+ParseResult parse_job_impl(const json& body, const std::vector<VendorView>& vendors,
+                           std::chrono::system_clock::time_point now, const ValidationLimits& limits,
+                           bool take_data);
+
 }  // namespace
+
+ParseResult parse_job(const json& body, const std::vector<VendorView>& vendors,
+                      std::chrono::system_clock::time_point now, const ValidationLimits& limits) {
+  return parse_job_impl(body, vendors, now, limits, false);
+}
+
+ParseResult parse_job(json&& body, const std::vector<VendorView>& vendors, std::chrono::system_clock::time_point now,
+                      const ValidationLimits& limits) {
+  return parse_job_impl(body, vendors, now, limits, true);
+}
+
+ItemsParseResult parse_items(json&& body, const std::vector<std::string>& labels, const ValidationLimits& limits) {
+  ItemsParseResult result;
+  if (!body.is_object()) {
+    result.errors.push_back({"", "the body must be a JSON object {items, gold}"});
+    return result;
+  }
+  Validator v(body, limits);
+  v.unknown_keys(body, "", {"items", "gold"});
+  ValidationLimits relaxed = limits;
+  // Gold alone is a valid append; an empty request is not.
+  const auto gold = body.find("gold");
+  relaxed.allow_no_items = gold != body.end() && gold->is_array() && !gold->empty();
+  parse_item_lists(v, body, labels, relaxed, true, result.items, result.gold);
+  result.errors = v.take_errors();
+  return result;
+}
 
 std::string_view to_string(Optimize o) {
   switch (o) {
@@ -114,8 +220,11 @@ std::string_view to_string(Optimize o) {
   return "balanced";
 }
 
-ParseResult parse_job(const json& body, const std::vector<VendorView>& vendors,
-                      std::chrono::system_clock::time_point now, const ValidationLimits& limits) {
+namespace {
+
+ParseResult parse_job_impl(const json& body, const std::vector<VendorView>& vendors,
+                           std::chrono::system_clock::time_point now, const ValidationLimits& limits,
+                           bool take_data) {
   ParseResult result;
   if (!body.is_object()) {
     result.errors.push_back({"", "the job must be a JSON object"});
@@ -162,54 +271,7 @@ ParseResult parse_job(const json& body, const std::vector<VendorView>& vendors,
       v.error("/labels", "a preference task compares exactly two options");
   }
 
-  // Items (and gold): unique ids across both lists, data objects.
-  std::set<std::string> ids;
-  if (auto it = body.find("items"); it == body.end() || !it->is_array() || it->empty()) {
-    v.error("/items", "is required: a non-empty array of {id, data}");
-  } else if (it->size() > limits.max_items) {
-    v.error("/items", "may have at most " + std::to_string(limits.max_items) +
-                          " items; append more with POST /v1/jobs/{id}/items");
-  } else {
-    job.items.reserve(it->size());
-    for (std::size_t i = 0; i < it->size(); ++i) {
-      const auto where = pointer("/items", i);
-      const auto& entry = (*it)[i];
-      if (!entry.is_object()) {
-        v.error(where, "must be an object {id, data}");
-        continue;
-      }
-      v.unknown_keys(entry, where, {"id", "data"});
-      JobItem item{v.id(entry, where), v.data(entry, where)};
-      if (!item.id.empty() && !ids.insert(item.id).second) v.error(where + "/id", "duplicates an earlier item id");
-      job.items.push_back(std::move(item));
-    }
-  }
-  if (auto it = body.find("gold"); it != body.end() && !it->is_null()) {
-    if (!it->is_array()) {
-      v.error("/gold", "must be an array of {id, data, answer}");
-    } else {
-      for (std::size_t i = 0; i < it->size(); ++i) {
-        const auto where = pointer("/gold", i);
-        const auto& entry = (*it)[i];
-        if (!entry.is_object()) {
-          v.error(where, "must be an object {id, data, answer}");
-          continue;
-        }
-        v.unknown_keys(entry, where, {"id", "data", "answer"});
-        GoldItem gold{v.id(entry, where), v.data(entry, where), ""};
-        if (!gold.id.empty() && !ids.insert(gold.id).second) v.error(where + "/id", "duplicates an item or gold id");
-        auto answer = entry.find("answer");
-        if (answer == entry.end() || !answer->is_string()) {
-          v.error(where + "/answer", "is required: one of the labels");
-        } else {
-          gold.answer = answer->get<std::string>();
-          if (!job.labels.empty() && std::find(job.labels.begin(), job.labels.end(), gold.answer) == job.labels.end())
-            v.error(where + "/answer", "'" + gold.answer + "' is not one of the labels");
-        }
-        job.gold.push_back(std::move(gold));
-      }
-    }
-  }
+  parse_item_lists(v, body, job.labels, limits, take_data, job.items, job.gold);
 
   if (auto it = body.find("redundancy"); it != body.end()) {
     if (!it->is_number_integer() || it->get<long long>() < 1 || it->get<long long>() > 100)
@@ -299,5 +361,7 @@ ParseResult parse_job(const json& body, const std::vector<VendorView>& vendors,
   if (result.errors.empty()) result.job = std::move(job);
   return result;
 }
+
+}  // namespace
 
 }  // namespace labelbroker::jobs

@@ -61,6 +61,8 @@ struct ValidationLimits {
   std::size_t max_items = 1000000;
   std::size_t max_labels = 1000;
   std::size_t max_id_length = 256;
+  // A draft job (POST /v1/jobs?draft=true) may arrive without items: they are appended later.
+  bool allow_no_items = false;
 };
 
 struct ParseResult {
@@ -70,6 +72,21 @@ struct ParseResult {
 
 ParseResult parse_job(const nlohmann::json& body, const std::vector<VendorView>& vendors,
                       std::chrono::system_clock::time_point now, const ValidationLimits& limits = {});
+// The same, but moves each item's `data` out of `body` instead of copying it: intake owns the
+// parsed body, and a million items' data need not exist twice.
+ParseResult parse_job(nlohmann::json&& body, const std::vector<VendorView>& vendors,
+                      std::chrono::system_clock::time_point now, const ValidationLimits& limits = {});
+
+// Items appended to a draft job (POST /v1/jobs/{id}/items): {"items": [...], "gold": [...]},
+// checked exactly like a job's own lists (ids unique within the request, data objects, gold
+// answers among `labels`). Uniqueness against items already stored is the store's to check.
+struct ItemsParseResult {
+  std::vector<JobItem> items;
+  std::vector<GoldItem> gold;
+  std::vector<http::FieldError> errors;  // empty: valid
+};
+ItemsParseResult parse_items(nlohmann::json&& body, const std::vector<std::string>& labels,
+                             const ValidationLimits& limits = {});
 
 std::string_view to_string(Optimize o);
 

@@ -87,6 +87,42 @@ TEST_CASE("a body over the limit gets 413 and Connection: close", "[http]") {
   }
 }
 
+TEST_CASE("a route's own body limit replaces the server's for that route only", "[http]") {
+  auto options = test_server_options();
+  options.body_limit_bytes = 64 * 1024;
+  TestServer ts(options);
+  auto echo = [](http::Request& req) { return http::Response::text(200, std::to_string(req.body.size())); };
+  ts.router().add("POST", "/upload/{id}", echo, http::RouteOptions{http::Execution::worker, 1024 * 1024});
+  ts.router().add("POST", "/small", echo);
+  ts.start();
+
+  // Declared length: over the server's limit, under the route's.
+  auto big = http_request(ts.port(), "POST", "/upload/1", std::string(512 * 1024, 'x'));
+  CHECK(big.status == 200);
+  CHECK(big.body == std::to_string(512 * 1024));
+  auto too_big = http_request(ts.port(), "POST", "/upload/1", std::string(1024 * 1024 + 1, 'x'));
+  CHECK(too_big.status == 413);
+  CHECK(nlohmann::json::parse(too_big.body)["detail"] == "the request body is 1048577 bytes; the limit is 1048576");
+  CHECK(http_request(ts.port(), "POST", "/small", std::string(512 * 1024, 'x')).status == 413);
+  CHECK(http_request(ts.port(), "POST", "/nowhere", std::string(512 * 1024, 'x')).status == 413);
+
+  // Chunked: the route's limit holds while the body is read.
+  auto chunked = [&](const std::string& target, int chunks) {
+    RawConnection c(ts.port());
+    c.send("POST " + target + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    const std::string chunk(256 * 1024, 'y');
+    for (int i = 0; i < chunks; ++i) {
+      if (!c.send("40000\r\n" + chunk + "\r\n")) break;  // the server may stop reading after answering
+    }
+    c.send("0\r\n\r\n");
+    return status_of(c.read_response());
+  };
+  CHECK(chunked("/upload/2", 3) == 200);
+  CHECK(chunked("/upload/2", 5) == 413);
+  CHECK(chunked("/small", 1) == 413);
+  CHECK(http_request(ts.port(), "GET", "/healthz").status == 200);
+}
+
 TEST_CASE("malformed requests get 400 and the server keeps serving", "[http]") {
   TestServer ts;
   ts.start();

@@ -8,6 +8,8 @@
 #include "db/pool.hpp"
 #include "http/router.hpp"
 #include "http/server.hpp"
+#include "jobs/engine.hpp"
+#include "routing/policy.hpp"
 
 namespace labelbroker::testing {
 
@@ -26,9 +28,11 @@ class TestServer {
  public:
   explicit TestServer(http::ServerOptions options = test_server_options(),
                       std::string database_url = "postgresql://nobody@127.0.0.1:1/none",
-                      int expected_schema_version = 1)
-      : pool_(make_pool(std::move(database_url))), options_(std::move(options)) {
-    api::register_api(router_, {*pool_, lifecycle_, expected_schema_version, vendors_});
+                      int expected_schema_version = 1, config::JobsConfig jobs_config = {})
+      : pool_(make_pool(std::move(database_url))),
+        dispatch_(std::make_unique<jobs::Dispatch>(*pool_, vendors_, policy_)),
+        options_(std::move(options)) {
+    api::register_api(router_, {*pool_, lifecycle_, expected_schema_version, vendors_, *dispatch_, jobs_config});
   }
 
   http::Router& router() { return router_; }
@@ -56,6 +60,8 @@ class TestServer {
 
   std::unique_ptr<db::ConnectionPool> pool_;
   vendors::VendorSet vendors_;
+  routing::WeightedRoundRobin policy_;
+  std::unique_ptr<jobs::Dispatch> dispatch_;
   http::Lifecycle lifecycle_;
   http::Router router_;
   http::ServerOptions options_;

@@ -138,3 +138,41 @@ TEST_CASE("jobs: shapes and limits", "[jobs]") {
   job["budget_usd"] = "1e3";
   CHECK(has(parse_job(job, fleet(), kNow), "/budget_usd", "positive"));
 }
+
+TEST_CASE("jobs: a draft may come without items; appended lists are checked like a job's", "[jobs]") {
+  json job = brief_job();
+  job["items"] = json::array();
+  job.erase("gold");
+  CHECK(has(parse_job(job, fleet(), kNow), "/items", "non-empty"));
+  ValidationLimits draft;
+  draft.allow_no_items = true;
+  auto r = parse_job(job, fleet(), kNow, draft);
+  INFO(json(pointers(r)).dump());
+  REQUIRE(r.job);
+  CHECK(r.job->items.empty());
+
+  // The rvalue overload moves the data out of the document instead of copying it.
+  auto moved = parse_job(brief_job(), fleet(), kNow);
+  REQUIRE(moved.job);
+  CHECK(moved.job->items.at(0).data == json{{"text", "Chest pain since this morning"}});
+  CHECK(moved.job->gold.at(0).answer == "routine");
+
+  const std::vector<std::string> labels = {"urgent", "routine"};
+  auto ok = parse_items(json::parse(R"({"items": [{"id": "a", "data": {"t": 1}}],
+                                        "gold": [{"id": "g", "data": {}, "answer": "urgent"}]})"),
+                        labels);
+  CHECK(ok.errors.empty());
+  CHECK(ok.items.size() == 1);
+  CHECK(ok.items.at(0).data == json{{"t", 1}});
+  CHECK(ok.gold.size() == 1);
+  CHECK(parse_items(json::parse(R"({"gold": [{"id": "g", "data": {}, "answer": "routine"}]})"), labels).errors.empty());
+
+  auto bad = parse_items(json::parse(R"({"items": [{"id": "a", "data": {}}, {"id": "a", "data": 3}],
+                                         "gold": [{"id": "g", "data": {}, "answer": "maybe"}], "extra": 1})"),
+                         labels);
+  std::vector<std::string> where;
+  for (const auto& e : bad.errors) where.push_back(e.pointer);
+  CHECK(where == std::vector<std::string>{"/extra", "/items/1/data", "/items/1/id", "/gold/0/answer"});
+  CHECK(parse_items(json::object(), labels).errors.at(0).pointer == "/items");
+  CHECK(parse_items(json::array(), labels).errors.at(0).pointer == "");
+}

@@ -97,3 +97,22 @@ TEST_CASE("problem responses follow RFC 9457", "[problem]") {
   CHECK(body["errors"][0]["pointer"] == "/items/0/id");
   CHECK(body["errors"][1]["pointer"] == "/a~1b~0c");
 }
+
+TEST_CASE("router: a route may carry its own body limit", "[router]") {
+  Router router;
+  router.add("GET", "/healthz", named("health"), Execution::io_thread);
+  router.add("POST", "/v1/jobs", named("create"), RouteOptions{Execution::worker, 256u * 1024 * 1024});
+  router.add("POST", "/v1/jobs/{id}/start", named("start"));
+
+  auto upload = router.match("POST", "/v1/jobs");
+  REQUIRE(upload.outcome == RouteMatch::Outcome::found);
+  CHECK(Router::body_limit(upload.route, 8 * 1024 * 1024) == 256u * 1024 * 1024);
+  CHECK(upload.route->execution == Execution::worker);
+  auto start = router.match("POST", "/v1/jobs/abc/start");
+  REQUIRE(start.outcome == RouteMatch::Outcome::found);
+  CHECK(Router::body_limit(start.route, 8 * 1024 * 1024) == 8u * 1024 * 1024);
+  CHECK(router.match("GET", "/healthz").route->execution == Execution::io_thread);
+  // No route (404, 405): the server's limit.
+  CHECK(Router::body_limit(nullptr, 1234) == 1234);
+  CHECK_THROWS_AS(router.add("POST", "/zero", named("z"), RouteOptions{Execution::worker, 0}), std::invalid_argument);
+}

@@ -11,6 +11,7 @@ CommonSettings read_common_settings(config::JsonReader& reader, const config::Ve
   reader.string("id", s.id);
   reader.string("kind", s.kind);
   reader.boolean("enabled", s.enabled);
+  reader.number("weight", s.weight, 0, 1000);
 
   reader.require("base_url");
   reader.string("base_url", s.base_url);

@@ -1,6 +1,6 @@
 #pragma once
 // The settings every vendor has, whatever its kind, read from its `vendors[]` entry:
-//   id, kind, base_url, api_key, callback_secret, enabled,
+//   id, kind, base_url, api_key, callback_secret, enabled, weight,
 //   capabilities {task_types, domains, expertise, max_batch_size},
 //   http {max_in_flight, timeout_ms, connect_timeout_ms, max_response_bytes, ca_file,
 //         retry {max_attempts, initial_backoff_ms, max_backoff_ms, max_retry_after_ms}}
@@ -22,6 +22,7 @@ struct CommonSettings {
   config::Secret api_key;
   config::Secret callback_secret;
   bool enabled = true;
+  double weight = 1.0;  // relative share of new work under round-robin routing; 0: none
   Capabilities capabilities;
   HttpClientOptions http;
 };

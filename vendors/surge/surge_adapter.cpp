@@ -1,6 +1,7 @@
 // Surge-style vendor (Surge AI projects API); see vendors/surge/README.md.
 #include "vendors/surge/surge_adapter.hpp"
 
+#include <algorithm>
 #include <mutex>
 #include <unordered_map>
 
@@ -191,6 +192,12 @@ class SurgeAdapter final : public VendorAdapter {
   void submit_group(const WorkUnit& first, const std::vector<const WorkUnit*>& group, SubmitResult& result) {
     std::lock_guard lock(mutex_);
     Project& project = ensure_project(first);
+    // Another process (or this one before a restart) may have created some of these: this
+    // process's list of the project's tasks can be stale, so refresh it before creating anything.
+    const bool stale = std::any_of(group.begin(), group.end(), [&](const WorkUnit* u) {
+      return u->may_exist && !project.task_by_ref.count(u->assignment_id);
+    });
+    if (stale) load_tasks(project);
     json tasks = json::array();
     std::vector<const WorkUnit*> to_create;
     for (const auto* unit : group) {
@@ -294,7 +301,10 @@ class SurgeAdapter final : public VendorAdapter {
       auto outcome = client_.send_sync(send_json("POST", url("/projects"), body.dump(), false));
       std::optional<json> created;
       if (succeeded(outcome)) created = parse_body(*outcome.response);
-      if (!created || !string_field(*created, "id")) created = find_project(name);  // it may exist anyway
+      // Another broker process may have created the same project a moment earlier (names are not
+      // unique at Surge). Everyone uses the first one listed (the oldest), so all processes put the
+      // job's tasks in one project and can find each other's tasks; an extra one stays empty.
+      if (auto first = find_project(name)) created = first;
       if (!created || !string_field(*created, "id")) {
         if (outcome.response && !succeeded(outcome)) throw classify_failure(outcome, id(), "create project");
         throw VendorError(ErrorClass::retryable, id() + ": create project: no project id in the answer");

@@ -1,0 +1,62 @@
+#include "api/dispatch_routes.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include "api/auth.hpp"
+#include "common/log.hpp"
+#include "http/problem.hpp"
+
+namespace labelbroker::api {
+namespace {
+
+// Vendors call back here when a task is done. The adapter checks the vendor's authentication
+// (shared secret, HMAC or URL token) and parses the vendor's format; the results are committed
+// before the 200, so a vendor that sees 200 may forget the callback, and one that does not will
+// send it again, which changes nothing.
+http::Response vendor_callback(jobs::Dispatch& dispatch, http::Request& request) {
+  const std::string vendor_id(request.path_param("vendor_id"));
+  auto* adapter = dispatch.vendors().find(vendor_id);
+  if (!adapter) return http::problem(404, "not-found", "Not found", "no vendor with this id");
+
+  vendors::InboundCallback callback;
+  callback.headers = request.headers.all();
+  callback.query = request.query;
+  callback.body = request.body;
+  std::vector<vendors::UnitResult> results;
+  try {
+    results = adapter->parse_callback(callback);
+  } catch (const vendors::CallbackRejected& e) {
+    common::log::warn("vendor callback rejected", {{"vendor", vendor_id}, {"reason", e.what()}});
+    return http::problem(401, "unauthorized", "Unauthorized", "the callback's authentication is missing or wrong");
+  } catch (const vendors::VendorError& e) {
+    return http::problem(400, "bad-callback", "Bad callback", e.what());
+  }
+  auto summary = dispatch.ingest(vendor_id, results);
+  return http::Response::json(200, nlohmann::json{{"recorded", summary.recorded}, {"ignored", summary.ignored}}.dump());
+}
+
+}  // namespace
+
+void register_dispatch_routes(http::Router& router, db::ConnectionPool& pool, jobs::Dispatch& dispatch) {
+  router.add("POST", "/v1/callbacks/{vendor_id}",
+             [&dispatch](http::Request& request) { return vendor_callback(dispatch, request); });
+
+  router.add("POST", "/v1/jobs/{id}/cancel",
+             require_role(pool, auth::Role::submitter, [&dispatch](http::Request& request, const Caller& caller) {
+               const std::string job_id(request.path_param("id"));
+               auto result = dispatch.cancel(caller.team_id, job_id);
+               switch (result.status) {
+                 case db::CancelStatus::not_found:
+                   return http::problem(404, "not-found", "Not found", "no job with this id");
+                 case db::CancelStatus::already_finished:
+                   return http::problem(409, "job-finished", "Job already finished",
+                                        "the job ended as " + result.job_status + " and cannot be canceled");
+                 case db::CancelStatus::canceled:
+                   break;
+               }
+               return http::Response::json(
+                   200, nlohmann::json{{"id", job_id}, {"status", result.job_status}}.dump());
+             }));
+}
+
+}  // namespace labelbroker::api

@@ -1,0 +1,170 @@
+#pragma once
+// The dispatch side of jobs in PostgreSQL (schema/0002): planning assignments, claiming them for
+// sending, recording what vendors did, cancel, deadlines, job completion. Every function is one
+// transaction (or one statement), so a process killed between two calls leaves a consistent state
+// that any other process can continue from.
+//
+// Claims use SELECT ... FOR UPDATE SKIP LOCKED plus a lease (lease_expires_at): rows a crashed
+// process held become claimable again when the lease runs out, and are then re-sent as the same
+// batch under the same assignment ids, which the vendors treat idempotently.
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <pqxx/connection>
+
+#include "vendors/adapter.hpp"
+
+namespace labelbroker::db {
+
+// The immutable part of a job that dispatch needs (cached by the engine).
+struct DispatchJob {
+  std::string id;
+  std::int64_t team_id = 0;
+  std::string name;
+  std::string status;
+  vendors::TaskType task_type = vendors::TaskType::classification;
+  std::string domain;
+  vendors::Expertise expertise = vendors::Expertise::general;
+  std::string instructions;
+  std::vector<std::string> labels;
+  int redundancy = 1;
+  std::vector<std::string> eligible_vendors;
+  std::chrono::system_clock::time_point deadline;
+};
+
+std::optional<DispatchJob> load_dispatch_job(pqxx::connection& c, const std::string& job_id);
+
+// ---- planning ---------------------------------------------------------------------------------
+
+// One unit of a plan: this item, judged by these vendors (with their quotes).
+struct PlannedItem {
+  std::string item_id;
+  std::vector<std::pair<std::string, std::int64_t>> vendors;  // vendor id, quote in micro-dollars
+};
+
+// Chooses vendors for a chunk of items; called inside the planning transaction.
+using PlanChunkFn = std::function<std::vector<PlannedItem>(const DispatchJob& job,
+                                                           const std::vector<std::string>& item_ids)>;
+
+// Claims one queued or running job with unplanned items (SKIP LOCKED on the job row), asks `plan`
+// about its next `chunk` items and inserts their assignments in the same transaction, advancing the
+// job's plan cursor. A queued job becomes running. Returns false when there was nothing to plan.
+bool plan_next_chunk(pqxx::connection& c, std::size_t chunk, const PlanChunkFn& plan);
+
+// ---- sending ----------------------------------------------------------------------------------
+
+struct ClaimedUnit {
+  vendors::WorkUnit unit;
+  int attempts = 0;  // sends of this unit, including this one
+};
+
+struct ClaimedBatch {
+  std::string batch_id;
+  std::string vendor_id;
+  std::vector<ClaimedUnit> units;
+};
+
+// Claims up to `max_units` due units of one vendor for `owner` until now + lease. A batch that was
+// sent before (retry, or taken over from a crashed process) is claimed whole and first, so it is
+// re-sent exactly as it was first sent. Empty batch: nothing due.
+ClaimedBatch claim_batch(pqxx::connection& c, const std::string& vendor_id, std::size_t max_units,
+                         const std::string& owner, std::chrono::milliseconds lease);
+
+struct SendFailure {
+  std::string assignment_id;
+  vendors::ErrorClass error_class = vendors::ErrorClass::retryable;
+  std::string message;
+  // Retry at this time; nullopt: give up on this vendor for the unit (move it elsewhere).
+  std::optional<std::chrono::system_clock::time_point> retry_at;
+};
+
+// Domain decisions the store needs inside its transactions, supplied by the caller so that
+// choosing a vendor and aggregating stay out of the storage layer (and happen atomically with the
+// state change they cause: no crash window leaves an item with nothing in flight).
+struct ItemLabel {
+  std::string label;
+  double confidence = 0;
+  std::string method;
+};
+struct DispatchRules {
+  // Another vendor for an item of `job`, not one of `used`: vendor id and quote. nullopt: none left.
+  std::function<std::optional<std::pair<std::string, std::int64_t>>(const DispatchJob& job,
+                                                                    const std::vector<std::string>& used)>
+      reroute;
+  // The item's label from its answers; nullopt when there are none.
+  std::function<std::optional<ItemLabel>(const DispatchJob& job, const std::vector<std::string>& answers)> aggregate;
+};
+
+// Records a send's outcome for the units `owner` still holds: submitted ones get their vendor task
+// id; retryable failures go back to the queue with their batch; the rest are marked failed and
+// re-routed to another vendor in the same transaction. A unit whose result already arrived (fast
+// callback) stays completed. Returns how many units were moved to another vendor.
+std::size_t record_send(pqxx::connection& c, const std::string& owner,
+                        const std::vector<vendors::SubmittedUnit>& submitted,
+                        const std::vector<SendFailure>& failures, const DispatchRules& rules);
+
+// Makes units whose lease expired (their process died or stalled) claimable again, as the same
+// batch. Returns how many.
+std::size_t release_expired_leases(pqxx::connection& c);
+
+// ---- results ----------------------------------------------------------------------------------
+
+// Submitted units of a vendor with no result after `older_than`, not polled within `older_than`
+// either; marks them polled now so other processes do not ask about the same ones.
+std::vector<vendors::UnitRef> claim_units_to_poll(pqxx::connection& c, const std::string& vendor_id,
+                                                  std::chrono::milliseconds older_than, std::size_t limit);
+
+struct IngestSummary {
+  std::size_t recorded = 0;  // results that changed a unit
+  std::size_t ignored = 0;   // repeats, unknown units, units already finished, not yet done
+  std::size_t moved = 0;     // units the vendor canceled or failed, re-routed
+  std::size_t items_finished = 0;
+};
+
+// Records completed (and vendor-failed) units of one vendor idempotently, re-routes units the
+// vendor gave up on, and aggregates every item that has no open unit left. One transaction: when
+// this returns, the results are durable.
+IngestSummary record_results(pqxx::connection& c, const std::string& vendor_id,
+                             const std::vector<vendors::UnitResult>& results, const DispatchRules& rules);
+
+// ---- cancel, deadlines, completion -------------------------------------------------------------
+
+enum class CancelStatus { canceled, not_found, already_finished };
+struct CancelResult {
+  CancelStatus status = CancelStatus::not_found;
+  std::string job_status;  // status after the call
+};
+// Cancels a team's job: units not yet sent are canceled at once; sent ones are flagged for the
+// canceller to cancel at their vendor; results already in are kept. A job of another team is
+// not_found (never revealed).
+CancelResult cancel_job(pqxx::connection& c, std::int64_t team_id, const std::string& job_id,
+                        const DispatchRules& rules);
+
+struct CancelTarget {
+  std::string job_id;
+  vendors::UnitRef ref;
+};
+// Submitted units of one vendor flagged for cancel, claimed until now + retry_after (if this
+// process dies, they are asked about again).
+std::vector<CancelTarget> claim_units_to_cancel(pqxx::connection& c, const std::string& vendor_id,
+                                                std::size_t limit, std::chrono::milliseconds retry_after);
+// The vendor's answers: `canceled` units end canceled; `keep` units are being worked (or cannot be
+// canceled) and are never asked about again; their results will still be recorded.
+void record_cancel_outcomes(pqxx::connection& c, const std::vector<std::string>& canceled,
+                            const std::vector<std::string>& keep);
+
+// Jobs past their deadline end now: unsent units are canceled, sent ones flagged for the
+// canceller, open items aggregated from the judgments they have; the job ends `completed` when at
+// least one item got a label, else `failed` (end_reason "deadline"). Returns how many jobs.
+std::size_t expire_deadlines(pqxx::connection& c, const DispatchRules& rules);
+
+// Ends running, fully planned jobs with no open item: completed (some item labeled) or failed
+// (none), writing the job's webhook event to the outbox in the same transaction. Returns how many.
+std::size_t finish_jobs(pqxx::connection& c);
+
+}  // namespace labelbroker::db

@@ -1,0 +1,627 @@
+// The job lifecycle end to end: real labelbroker processes, a real vendor-sim process, a real
+// PostgreSQL, real HTTP between all of them. A team submits a job; vendors label it; the team gets
+// results and a signed webhook. Then the same with brokers killed mid-dispatch.
+#include <csignal>
+#include <map>
+#include <mutex>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+
+#include "auth/api_key.hpp"
+#include "common/crypto.hpp"
+#include "common/time.hpp"
+#include "db/migrations.hpp"
+#include "db/team_store.hpp"
+#include "http/router.hpp"
+#include "http/server.hpp"
+#include "support/http_client.hpp"
+#include "support/process.hpp"
+#include "support/scratch_db.hpp"
+
+using namespace labelbroker;
+using namespace labelbroker::testing;
+using json = nlohmann::json;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+namespace {
+
+const std::string kBroker = LABELBROKER_BINARY;
+const std::string kVendorSim = std::string(LABELBROKER_BINARY).substr(0, std::string(LABELBROKER_BINARY).rfind('/')) + "/vendor-sim";
+const std::vector<std::string> kLabels = {"urgent", "routine", "not_medical"};
+
+// The simulated fleet: quick work, known accuracies, no faults. Mercor's experts have room for
+// thousands of one-minute items a week.
+json fleet_scenario() {
+  return json::parse(R"({
+    "seed": 4242,
+    "worker_threads": 8,
+    "access_log": false,
+    "callbacks": {"threads": 4, "max_attempts": 3, "backoff_ms": 100, "timeout_ms": 2000},
+    "vendors": [
+      {"id": "scale", "kind": "scale", "api_key": "sim-scale-key", "callback_secret": "sim-scale-callback-secret",
+       "prices_micros": {"categorization": 40000, "comparison": 60000, "textcollection": 80000},
+       "capacity": {"max_in_flight": 20000}, "accuracy": {"*": 0.9},
+       "latency": {"fixed_ms": 30}, "queue_delay": {"fixed_ms": 20}},
+      {"id": "scale-small", "kind": "scale", "api_key": "sim-scale-small-key",
+       "callback_secret": "sim-scale-small-callback-secret",
+       "prices_micros": {"categorization": 50000, "comparison": 70000, "textcollection": 90000},
+       "capacity": {"max_in_flight": 20000}, "accuracy": {"*": 0.8},
+       "latency": {"fixed_ms": 40}, "queue_delay": {"fixed_ms": 20}},
+      {"id": "surge", "kind": "surge", "api_key": "sim-surge-key", "callback_secret": "sim-surge-callback-secret",
+       "payment_per_response_micros": 150000, "capacity": {"max_in_flight": 20000}, "accuracy": {"*": 0.95},
+       "latency": {"fixed_ms": 50}, "queue_delay": {"fixed_ms": 20}},
+      {"id": "mercor", "kind": "mercor", "api_key": "sim-mercor-key", "callback_secret": "sim-mercor-callback-secret",
+       "capacity": {"max_in_flight": 20000}, "accuracy": {"*": 0.85},
+       "latency": {"fixed_ms": 50}, "queue_delay": {"fixed_ms": 20}, "minutes_per_item": {"fixed_minutes": 1},
+       "experts": [
+         {"id": "exp-1", "domain_scores": {"general": 0.9}, "hourly_rate_usd": 90, "available_hours": 168},
+         {"id": "exp-2", "domain_scores": {"general": 0.8}, "hourly_rate_usd": 80, "available_hours": 168}
+       ]}
+    ]})");
+}
+
+// The broker's view of the same fleet. Small batches and one sender per vendor make dispatch of a
+// few thousand units take long enough to kill a broker in the middle of it.
+json broker_config(std::uint16_t sim_port, const std::string& db_url, std::uint16_t port, int batch,
+                   int lease_ms, const std::string& public_url) {
+  const std::string sim = "http://127.0.0.1:" + std::to_string(sim_port);
+  auto caps = [&](json task_types, json expertise) {
+    return json{{"task_types", task_types}, {"domains", json::array()}, {"expertise", expertise},
+                {"max_batch_size", batch}};
+  };
+  json all_types = {"classification", "preference", "rating"};
+  return {
+      {"listen", "127.0.0.1:" + std::to_string(port)},
+      {"public_url", public_url},
+      {"database", {{"url", db_url}, {"pool_size", 12}}},
+      {"http", {{"io_threads", 1}, {"worker_threads", 8}}},
+      {"log", {{"level", "info"}, {"access_log", false}}},
+      {"dispatch",
+       {{"workers_per_vendor", 1},
+        {"lease_ms", lease_ms},
+        {"poll_after_ms", 1500},
+        {"poll_interval_ms", 500},
+        {"idle_wait_ms", 50},
+        {"maintenance_interval_ms", 100},
+        {"backoff_initial_ms", 50},
+        {"backoff_max_ms", 1000}}},
+      {"webhooks", {{"backoff_initial_ms", 50}, {"backoff_max_ms", 500}}},
+      {"vendors",
+       json::array({
+           {{"id", "scale"}, {"kind", "scale"}, {"base_url", sim + "/scale/v1"}, {"api_key", "sim-scale-key"},
+            {"callback_secret", "sim-scale-callback-secret"}, {"capabilities", caps(all_types, {"general"})},
+            {"prices", {{"classification", "0.04"}, {"preference", "0.06"}, {"rating", "0.08"}}}},
+           {{"id", "scale-small"}, {"kind", "scale"}, {"base_url", sim + "/scale-small/v1"},
+            {"api_key", "sim-scale-small-key"}, {"callback_secret", "sim-scale-small-callback-secret"},
+            {"capabilities", caps(all_types, {"general"})},
+            {"prices", {{"classification", "0.05"}, {"preference", "0.07"}, {"rating", "0.09"}}}},
+           {{"id", "surge"}, {"kind", "surge"}, {"base_url", sim + "/surge/api"}, {"api_key", "sim-surge-key"},
+            {"callback_secret", "sim-surge-callback-secret"},
+            {"capabilities", caps({"classification", "rating"}, {"general", "skilled"})},
+            {"payment_per_response", "0.15"}},
+           {{"id", "mercor"}, {"kind", "mercor"}, {"base_url", sim + "/mercor/v1"}, {"api_key", "sim-mercor-key"},
+            {"callback_secret", "sim-mercor-callback-secret"}, {"capabilities", caps(all_types, {"skilled", "expert"})},
+            {"hourly_rate_max", "200.00"}, {"weekly_cap_hours", 168}, {"headcount", 2},
+            {"expected_minutes_per_item", 1}},
+       })}};
+}
+
+// Records every POST it receives (the team's webhook endpoint).
+class WebhookSink {
+ public:
+  WebhookSink() : server_(options(), router_, lifecycle_) {
+    router_.add("POST", "/hooks", [this](http::Request& req) {
+      std::lock_guard lock(mutex_);
+      received_.push_back({std::string(req.header("X-Labelbroker-Signature").value_or("")), req.body});
+      return http::Response::json(200, "{}");
+    });
+    server_.start();
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(server_.port()) + "/hooks"; }
+  std::vector<std::pair<std::string, std::string>> received() {
+    std::lock_guard lock(mutex_);
+    return received_;
+  }
+
+ private:
+  static http::ServerOptions options() {
+    http::ServerOptions o;
+    o.host = "127.0.0.1";
+    o.port = 0;
+    o.io_threads = 1;
+    o.worker_threads = 1;
+    o.access_log = false;
+    return o;
+  }
+  http::Router router_;
+  http::Lifecycle lifecycle_;
+  http::Server server_;
+  std::mutex mutex_;
+  std::vector<std::pair<std::string, std::string>> received_;
+};
+
+// vendor-sim, a scratch database with a team and key, and brokers on demand.
+class Fleet {
+ public:
+  Fleet(int batch = 50, int lease_ms = 2000) : batch_(batch), lease_ms_(lease_ms) {
+    {
+      pqxx::connection c(db_.url());
+      db::apply_migrations(c, db::builtin_migrations());
+      auto [team, created] = db::ensure_team(c, "team-a");
+      auto key = auth::generate_api_key();
+      db::insert_api_key(c, team.id, key.prefix, key.secret_hash, "submitter");
+      key_ = key.plaintext;
+      pqxx::nontransaction tx(c);
+      webhook_secret_ = tx.exec_params1("SELECT webhook_secret FROM teams WHERE id = $1", team.id)[0].as<std::string>();
+    }
+    sim_port_ = free_port();
+    sim_ = std::make_unique<ChildProcess>(std::vector<std::string>{
+        kVendorSim, "--scenario", write_temp_file(fleet_scenario().dump()), "--listen",
+        "127.0.0.1:" + std::to_string(sim_port_)});
+    REQUIRE(sim_->wait_for_stderr("\"msg\":\"listening\"", seconds(30)));
+  }
+
+  // Starts a broker process on a fixed port (restarts reuse it, so vendors' callbacks reach it).
+  // Brokers sharing a database share one public URL (in production: their load balancer's), so
+  // vendors see one broker; public_port stands in for it.
+  std::unique_ptr<ChildProcess> start_broker(std::uint16_t port, std::uint16_t public_port = 0) {
+    const auto public_url = "http://127.0.0.1:" + std::to_string(public_port ? public_port : port);
+    const auto path =
+        write_temp_file(broker_config(sim_port_, db_.url(), port, batch_, lease_ms_, public_url).dump());
+    auto broker = std::make_unique<ChildProcess>(std::vector<std::string>{kBroker, "serve", "--config", path},
+                                                 std::map<std::string, std::string>{{"LABELBROKER_CONFIG", ""},
+                                                                                    {"LABELBROKER_DATABASE_URL", ""},
+                                                                                    {"LABELBROKER_LISTEN", ""}});
+    INFO(broker->errors());
+    REQUIRE(broker->wait_for_stderr("\"msg\":\"listening\"", seconds(60)));
+    return broker;
+  }
+
+  std::string submit(std::uint16_t port, const json& job) {
+    auto r = http_request(port, "POST", "/v1/jobs", job.dump(), auth());
+    INFO(r.body);
+    REQUIRE(r.status == 201);
+    return json::parse(r.body)["id"].get<std::string>();
+  }
+
+  json get(std::uint16_t port, const std::string& path) {
+    auto r = http_request(port, "GET", path, "", auth());
+    INFO(path << " -> " << r.body);
+    REQUIRE(r.status == 200);
+    return json::parse(r.body);
+  }
+
+  // Waits (bounded: a hang guard, not a speed check) until the job reaches a final status.
+  std::string wait_until_finished(std::uint16_t port, const std::string& job_id, seconds limit = seconds(180)) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    std::string status;
+    while (std::chrono::steady_clock::now() < deadline) {
+      status = get(port, "/v1/jobs/" + job_id)["status"].get<std::string>();
+      if (status != "queued" && status != "running" && status != "draft") return status;
+      std::this_thread::sleep_for(milliseconds(200));
+    }
+    return status;
+  }
+
+  std::vector<std::pair<std::string, std::string>> auth() const { return {{"Authorization", "Bearer " + key_}}; }
+  json sim_stats() {
+    auto r = http_request(sim_port_, "GET", "/_sim/stats");
+    REQUIRE(r.status == 200);
+    return json::parse(r.body)["vendors"];
+  }
+  void patch(const std::string& vendor, const json& behaviour) {
+    auto r = http_request(sim_port_, "POST", "/_sim/vendors/" + vendor, behaviour.dump(),
+                          {{"Content-Type", "application/json"}});
+    INFO(r.body);
+    REQUIRE(r.status == 200);
+  }
+  std::uint16_t sim_port() const { return sim_port_; }
+  std::string db_url() const { return db_.url(); }
+  const std::string& webhook_secret() const { return webhook_secret_; }
+  // A submitter key of another team.
+  std::string other_team_key() {
+    pqxx::connection c(db_.url());
+    auto [team, created] = db::ensure_team(c, "team-b");
+    auto key = auth::generate_api_key();
+    db::insert_api_key(c, team.id, key.prefix, key.secret_hash, "submitter");
+    return key.plaintext;
+  }
+
+ private:
+  ScratchDatabase db_;
+  int batch_;
+  int lease_ms_;
+  std::string key_;
+  std::string webhook_secret_;
+  std::uint16_t sim_port_ = 0;
+  std::unique_ptr<ChildProcess> sim_;
+};
+
+// Items whose true label vendor-sim reads from data._truth, spread over the labels.
+json make_job(int items, int redundancy, const std::string& expertise, const std::string& callback_url = "") {
+  json list = json::array();
+  for (int i = 0; i < items; ++i)
+    list.push_back({{"id", "item-" + std::to_string(10000 + i)},
+                    {"data", {{"text", "note " + std::to_string(i)}, {"_truth", kLabels[i % kLabels.size()]}}}});
+  json job = {{"name", "e2e"},
+              {"task_type", "classification"},
+              {"domain", "general"},
+              {"expertise", expertise},
+              {"instructions", "Label how urgent each note is."},
+              {"labels", kLabels},
+              {"items", list},
+              {"redundancy", redundancy},
+              {"budget_usd", "10000.00"},
+              {"deadline", common::format_rfc3339(std::chrono::system_clock::now() + std::chrono::hours(24))}};
+  if (!callback_url.empty()) job["callback_url"] = callback_url;
+  return job;
+}
+
+// Every result of a job, following cursors.
+std::vector<json> all_results(Fleet& fleet, std::uint16_t port, const std::string& job_id) {
+  std::vector<json> out;
+  std::string cursor;
+  for (int page = 0; page < 1000; ++page) {
+    auto body = fleet.get(port, "/v1/jobs/" + job_id + "/results?limit=500" + (cursor.empty() ? "" : "&cursor=" + cursor));
+    for (auto& r : body["results"]) out.push_back(r);
+    if (body["next_cursor"].is_null()) break;
+    cursor = body["next_cursor"].get<std::string>();
+  }
+  return out;
+}
+
+// Per assignment facts straight from the database.
+struct Judgments {
+  std::map<std::string, std::vector<std::string>> vendors_by_item;  // completed judgments
+  long assignments_sent = 0;                                        // rows that reached a vendor
+  std::map<std::string, long> sent_per_vendor;
+};
+Judgments judgments(const std::string& db_url, const std::string& job_id) {
+  Judgments j;
+  pqxx::connection c(db_url);
+  pqxx::nontransaction tx(c);
+  for (const auto& r : tx.exec_params("SELECT item_id, vendor_id FROM assignments WHERE job_id = $1 AND state = 'completed'",
+                                      job_id))
+    j.vendors_by_item[r[0].as<std::string>()].push_back(r[1].as<std::string>());
+  for (const auto& r : tx.exec_params(
+           "SELECT vendor_id, count(*) FROM assignments WHERE job_id = $1 AND vendor_task_id IS NOT NULL GROUP BY 1",
+           job_id)) {
+    j.sent_per_vendor[r[0].as<std::string>()] = r[1].as<long>();
+    j.assignments_sent += r[1].as<long>();
+  }
+  return j;
+}
+
+// A summary of the job's assignments by vendor, state and error, for failure messages.
+std::string describe_assignments(const std::string& db_url, const std::string& job_id) {
+  pqxx::connection c(db_url);
+  pqxx::nontransaction tx(c);
+  std::string out;
+  for (const auto& r : tx.exec_params(
+           "SELECT vendor_id, state, coalesce(error_class, '-'), coalesce(left(last_error, 200), '-'), count(*), "
+           "max(attempts) FROM assignments WHERE job_id = $1 GROUP BY 1, 2, 3, 4 ORDER BY 1, 2",
+           job_id))
+    out += r[0].as<std::string>() + " " + r[1].as<std::string>() + " x" + r[4].as<std::string>() + " (attempts<=" +
+           r[5].as<std::string>() + ") " + r[2].as<std::string>() + ": " + r[3].as<std::string>() + "\n";
+  return out;
+}
+
+double accuracy_of(const std::string& vendor) {
+  static const std::map<std::string, double> kAccuracy = {
+      {"scale", 0.9}, {"scale-small", 0.8}, {"surge", 0.95}, {"mercor", 0.85}};
+  return kAccuracy.at(vendor);
+}
+
+// The chance that a majority vote of these vendors' judgments finds the truth, with vendor-sim's
+// model (right with the vendor's accuracy, else a uniformly drawn other label) and the broker's
+// tie-break (the label listed first wins). Exact for one or two judgments.
+double expected_correct(const std::vector<std::string>& vendors, std::size_t truth_rank) {
+  const double others = static_cast<double>(kLabels.size() - 1);
+  const double truth_wins_tie = static_cast<double>(kLabels.size() - 1 - truth_rank) / others;
+  if (vendors.size() == 1) return accuracy_of(vendors[0]);
+  const double a = accuracy_of(vendors[0]), b = accuracy_of(vendors[1]);
+  return a * b + a * (1 - b) * truth_wins_tie + (1 - a) * b * truth_wins_tie;
+}
+
+}  // namespace
+
+TEST_CASE("jobs e2e: a 200-item job with redundancy 2 completes, labels match the simulated accuracy, the webhook is signed",
+          "[.db][e2e-dispatch]") {
+  Fleet fleet;
+  WebhookSink sink;
+  const auto port = free_port();
+  auto broker = fleet.start_broker(port);
+
+  const std::string job_id = fleet.submit(port, make_job(200, 2, "general", sink.url()));
+  const std::string status = fleet.wait_until_finished(port, job_id);
+  INFO(broker->errors().substr(broker->errors().size() > 4000 ? broker->errors().size() - 4000 : 0));
+  REQUIRE(status == "completed");
+
+  auto job = fleet.get(port, "/v1/jobs/" + job_id);
+  CHECK(job["counts"]["labeled"] == 200);
+
+  // Every item: two judgments from two different vendors.
+  auto facts = judgments(fleet.db_url(), job_id);
+  REQUIRE(facts.vendors_by_item.size() == 200);
+  std::map<std::string, int> per_vendor;
+  for (const auto& [item, vendors] : facts.vendors_by_item) {
+    REQUIRE(vendors.size() == 2);
+    CHECK(vendors[0] != vendors[1]);
+    for (const auto& v : vendors) ++per_vendor[v];
+  }
+  // Round-robin spreads the 400 judgments over the three eligible vendors (mercor does not take
+  // "general" expertise).
+  CHECK(per_vendor.count("mercor") == 0);
+  for (const auto& v : {"scale", "scale-small", "surge"}) CHECK(per_vendor[v] > 100);
+
+  // Results against vendor-sim's truth: as often right as the vendors' accuracies predict.
+  auto results = all_results(fleet, port, job_id);
+  REQUIRE(results.size() == 200);
+  double expected = 0, variance = 0;
+  int correct = 0;
+  for (const auto& r : results) {
+    const int index = std::stoi(r["item_id"].get<std::string>().substr(5)) - 10000;
+    const std::size_t truth_rank = static_cast<std::size_t>(index) % kLabels.size();
+    std::vector<std::string> vendors;
+    for (const auto& j : r["judgments"]) vendors.push_back(j["vendor"].get<std::string>());
+    REQUIRE(vendors.size() == 2);
+    std::sort(vendors.begin(), vendors.end());
+    const double p = expected_correct(vendors, truth_rank);
+    expected += p;
+    variance += p * (1 - p);
+    if (r["label"] == kLabels[truth_rank]) ++correct;
+    CHECK(r["method"] == "majority");
+    CHECK(r["confidence"].get<double>() >= 0.5);
+  }
+  INFO("correct " << correct << ", expected " << expected << " +- " << std::sqrt(variance));
+  CHECK(std::abs(correct - expected) <= 4 * std::sqrt(variance) + 1);
+
+  // No duplicate task at any vendor: each vendor created exactly the units sent to it.
+  auto stats = fleet.sim_stats();
+  for (const auto& [vendor, sent] : facts.sent_per_vendor) CHECK(stats[vendor]["tasks_created"] == sent);
+
+  // The webhook: delivered, signed with the team's secret, describing the completed job.
+  const auto deadline = std::chrono::steady_clock::now() + seconds(30);
+  while (sink.received().empty() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(milliseconds(50));
+  auto hooks = sink.received();
+  REQUIRE(hooks.size() >= 1);
+  CHECK(hooks[0].first == "sha256=" + common::hmac_sha256_hex(fleet.webhook_secret(), hooks[0].second));
+  auto event = json::parse(hooks[0].second);
+  CHECK(event["type"] == "job.completed");
+  CHECK(event["data"]["job"]["id"] == job_id);
+  CHECK(event["data"]["job"]["counts"]["labeled"] == 200);
+}
+
+namespace {
+
+// Waits until some of the job's units reached vendors and some have not: mid-dispatch.
+void wait_mid_dispatch(const std::string& db_url, const std::string& job_id) {
+  pqxx::connection c(db_url);
+  const auto deadline = std::chrono::steady_clock::now() + seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    pqxx::nontransaction tx(c);
+    auto r = tx.exec_params1(
+        "SELECT count(*) FILTER (WHERE vendor_task_id IS NOT NULL), count(*) FILTER (WHERE state = 'queued') "
+        "FROM assignments WHERE job_id = $1",
+        job_id);
+    if (r[0].as<long>() >= 200 && r[1].as<long>() > 0) return;
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  FAIL("the job never got half-way through dispatch");
+}
+
+// After a crash and recovery: every item labeled from exactly `redundancy` judgments by distinct
+// vendors, and every vendor holds exactly one task per unit the broker sent it.
+void check_nothing_lost_or_duplicated(Fleet& fleet, const std::string& job_id, int items, int redundancy) {
+  INFO(describe_assignments(fleet.db_url(), job_id));
+  auto facts = judgments(fleet.db_url(), job_id);
+  CHECK(facts.vendors_by_item.size() == static_cast<std::size_t>(items));
+  int wrong_count = 0;
+  for (const auto& [item, vendors] : facts.vendors_by_item) {
+    std::set<std::string> distinct(vendors.begin(), vendors.end());
+    if (vendors.size() != static_cast<std::size_t>(redundancy) || distinct.size() != vendors.size()) ++wrong_count;
+  }
+  CHECK(wrong_count == 0);
+  auto stats = fleet.sim_stats();
+  long created = 0;
+  for (const auto& [vendor, sent] : facts.sent_per_vendor) {
+    INFO(vendor);
+    CHECK(stats[vendor]["tasks_created"].get<long>() == sent);
+    created += stats[vendor]["tasks_created"].get<long>();
+  }
+  CHECK(created == static_cast<long>(items) * redundancy);
+  pqxx::connection c(fleet.db_url());
+  pqxx::nontransaction tx(c);
+  CHECK(tx.exec_params1("SELECT count(*) FROM job_items WHERE job_id = $1 AND state = 'labeled'", job_id)[0].as<long>() ==
+        items);
+}
+
+}  // namespace
+
+TEST_CASE("jobs e2e: kill -9 during dispatch of 2,000 items, restart: nothing lost, nothing duplicated",
+          "[.db][e2e-dispatch][kill]") {
+  Fleet fleet(/*batch=*/25, /*lease_ms=*/1500);
+  const auto port = free_port();
+  auto broker = fleet.start_broker(port);
+  // skilled expertise: surge (no idempotency key at all) and mercor (batch-keyed idempotency), the
+  // two vendors where a careless resend would create duplicates.
+  const std::string job_id = fleet.submit(port, make_job(2000, 2, "skilled"));
+  wait_mid_dispatch(fleet.db_url(), job_id);
+  broker->signal(SIGKILL);
+  broker->wait(seconds(10));
+
+  auto restarted = fleet.start_broker(port);
+  const std::string status = fleet.wait_until_finished(port, job_id);
+  INFO(describe_assignments(fleet.db_url(), job_id));
+  INFO(restarted->errors().substr(restarted->errors().size() > 4000 ? restarted->errors().size() - 4000 : 0));
+  REQUIRE(status == "completed");
+  check_nothing_lost_or_duplicated(fleet, job_id, 2000, 2);
+}
+
+TEST_CASE("jobs e2e: two brokers share the database; one is killed mid-dispatch, the other finishes the job",
+          "[.db][e2e-dispatch][kill]") {
+  Fleet fleet(/*batch=*/25, /*lease_ms=*/1500);
+  const auto port_a = free_port();
+  const auto port_b = free_port();
+  // Vendors call back to b's address for both (as to a load balancer that still reaches b).
+  auto a = fleet.start_broker(port_a, port_b);
+  auto b = fleet.start_broker(port_b);
+  const std::string job_id = fleet.submit(port_a, make_job(2000, 2, "skilled"));
+  wait_mid_dispatch(fleet.db_url(), job_id);
+  a->signal(SIGKILL);
+  a->wait(seconds(10));
+
+  const std::string status = fleet.wait_until_finished(port_b, job_id);
+  INFO(describe_assignments(fleet.db_url(), job_id));
+  INFO(b->errors().substr(b->errors().size() > 4000 ? b->errors().size() - 4000 : 0));
+  REQUIRE(status == "completed");
+  check_nothing_lost_or_duplicated(fleet, job_id, 2000, 2);
+}
+
+namespace {
+
+long count_where(const std::string& db_url, const std::string& job_id, const std::string& condition) {
+  pqxx::connection c(db_url);
+  pqxx::nontransaction tx(c);
+  return tx.exec_params1("SELECT count(*) FROM assignments WHERE job_id = $1 AND " + condition, job_id)[0].as<long>();
+}
+
+// Polls (bounded) until the condition holds for `expected` of the job's assignments.
+bool eventually_count(const std::string& db_url, const std::string& job_id, const std::string& condition, long expected,
+                      seconds limit = seconds(60)) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (count_where(db_url, job_id, condition) == expected) return true;
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("jobs e2e: vendor callbacks are authenticated, and a repeated or altered callback changes nothing",
+          "[.db][e2e-dispatch][callbacks]") {
+  Fleet fleet;
+  const auto port = free_port();
+  auto broker = fleet.start_broker(port);
+  // Scale only, so the test can replay a Scale callback.
+  auto job = make_job(6, 1, "general");
+  job["vendors"] = {{"allow", {"scale"}}};
+  const std::string job_id = fleet.submit(port, job);
+  REQUIRE(fleet.wait_until_finished(port, job_id) == "completed");
+
+  pqxx::connection c(fleet.db_url());
+  pqxx::nontransaction tx(c);
+  auto row = tx.exec_params1(
+      "SELECT vendor_task_id, answer, id::text FROM assignments WHERE job_id = $1 AND state = 'completed' LIMIT 1",
+      job_id);
+  const std::string task_id = row[0].as<std::string>();
+  const std::string answer = row[1].as<std::string>();
+
+  // The task as vendor-sim holds it, sent back as Scale's callback with a different answer.
+  auto task = http_request(fleet.sim_port(), "GET", "/scale/v1/task/" + task_id, "",
+                           {{"Authorization", "Basic " + common::base64_encode("sim-scale-key:")}});
+  REQUIRE(task.status == 200);
+  const std::string other = answer == kLabels[0] ? kLabels[1] : kLabels[0];
+  const json callback = {{"task", json::parse(task.body)}, {"response", {{"category", other}}}, {"task_id", task_id}};
+
+  auto forged = http_request(port, "POST", "/v1/callbacks/scale", callback.dump(),
+                             {{"Content-Type", "application/json"}, {"scale-callback-auth", "not-the-secret"}});
+  CHECK(forged.status == 401);
+  CHECK(json::parse(forged.body)["status"] == 401);
+  auto unsigned_ = http_request(port, "POST", "/v1/callbacks/scale", callback.dump(), {{"Content-Type", "application/json"}});
+  CHECK(unsigned_.status == 401);
+  CHECK(http_request(port, "POST", "/v1/callbacks/no-such-vendor", "{}").status == 404);
+  auto garbage = http_request(port, "POST", "/v1/callbacks/scale", "{not json",
+                              {{"scale-callback-auth", "sim-scale-callback-secret"}});
+  CHECK(garbage.status == 400);
+
+  for (int i = 0; i < 2; ++i) {
+    auto replay = http_request(port, "POST", "/v1/callbacks/scale", callback.dump(),
+                               {{"Content-Type", "application/json"}, {"scale-callback-auth", "sim-scale-callback-secret"}});
+    REQUIRE(replay.status == 200);
+    CHECK(json::parse(replay.body)["recorded"] == 0);
+  }
+  auto after = tx.exec_params1("SELECT answer FROM assignments WHERE vendor_task_id = $1", task_id);
+  CHECK(after[0].as<std::string>() == answer);
+  CHECK(count_where(fleet.db_url(), job_id, "state = 'completed'") == 6);
+}
+
+TEST_CASE("jobs e2e: lost callbacks only delay results: the poller asks the vendors", "[.db][e2e-dispatch][poll]") {
+  Fleet fleet;
+  for (const auto* v : {"scale", "scale-small", "surge"}) fleet.patch(v, {{"dropped_callback_rate", 1.0}});
+  const auto port = free_port();
+  auto broker = fleet.start_broker(port);
+  const std::string job_id = fleet.submit(port, make_job(30, 2, "general"));
+  REQUIRE(fleet.wait_until_finished(port, job_id) == "completed");
+  CHECK(count_where(fleet.db_url(), job_id, "state = 'completed'") == 60);
+  auto stats = fleet.sim_stats();
+  long dropped = 0, sent = 0;
+  for (const auto* v : {"scale", "scale-small", "surge"}) {
+    dropped += stats[v]["callbacks_dropped"].get<long>();
+    sent += stats[v]["callbacks_sent"].get<long>();
+  }
+  CHECK(dropped == 60);
+  CHECK(sent == 0);
+  CHECK(broker->errors().find("results recovered by polling") != std::string::npos);
+}
+
+TEST_CASE("jobs e2e: cancel stops unstarted work at the vendors; only the owning team can cancel",
+          "[.db][e2e-dispatch][cancel]") {
+  Fleet fleet;
+  WebhookSink sink;
+  for (const auto* v : {"scale", "scale-small", "surge"}) fleet.patch(v, {{"paused", true}});
+  const auto port = free_port();
+  auto broker = fleet.start_broker(port);
+  const std::string job_id = fleet.submit(port, make_job(20, 2, "general", sink.url()));
+  REQUIRE(eventually_count(fleet.db_url(), job_id, "state = 'submitted'", 40));
+
+  const auto intruder = fleet.other_team_key();
+  auto foreign = http_request(port, "POST", "/v1/jobs/" + job_id + "/cancel", "", {{"Authorization", "Bearer " + intruder}});
+  CHECK(foreign.status == 404);
+  CHECK(http_request(port, "POST", "/v1/jobs/not-a-job/cancel", "", fleet.auth()).status == 404);
+
+  auto canceled = http_request(port, "POST", "/v1/jobs/" + job_id + "/cancel", "", fleet.auth());
+  INFO(canceled.body);
+  REQUIRE(canceled.status == 200);
+  CHECK(json::parse(canceled.body)["status"] == "canceled");
+  CHECK(fleet.get(port, "/v1/jobs/" + job_id)["status"] == "canceled");
+  CHECK(http_request(port, "POST", "/v1/jobs/" + job_id + "/cancel", "", fleet.auth()).status == 409);
+
+  // Every unit was still queued at its vendor, so every one is canceled there.
+  REQUIRE(eventually_count(fleet.db_url(), job_id, "state = 'canceled'", 40));
+  auto stats = fleet.sim_stats();
+  long created = 0;
+  for (const auto* v : {"scale", "scale-small", "surge"}) created += stats[v]["tasks_created"].get<long>();
+  CHECK(created == 40);
+  CHECK(stats["scale"]["cancels"].get<long>() + stats["scale-small"]["cancels"].get<long>() ==
+        count_where(fleet.db_url(), job_id, "state = 'canceled' AND vendor_id LIKE 'scale%'"));
+
+  const auto deadline = std::chrono::steady_clock::now() + seconds(30);
+  while (sink.received().empty() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(milliseconds(50));
+  REQUIRE_FALSE(sink.received().empty());
+  CHECK(json::parse(sink.received()[0].second)["type"] == "job.canceled");
+}
+
+TEST_CASE("jobs e2e: at the deadline open units are canceled and a job with no label ends failed",
+          "[.db][e2e-dispatch][deadline]") {
+  Fleet fleet;
+  for (const auto* v : {"scale", "scale-small", "surge"}) fleet.patch(v, {{"paused", true}});
+  const auto port = free_port();
+  auto broker = fleet.start_broker(port);
+  auto job = make_job(10, 1, "general");
+  job["deadline"] = common::format_rfc3339(std::chrono::system_clock::now() + seconds(4));
+  const std::string job_id = fleet.submit(port, job);
+  REQUIRE(fleet.wait_until_finished(port, job_id, seconds(60)) == "failed");
+  auto body = fleet.get(port, "/v1/jobs/" + job_id);
+  CHECK(body["end_reason"] == "deadline");
+  CHECK(body["counts"]["labeled"] == 0);
+  CHECK(eventually_count(fleet.db_url(), job_id, "state = 'canceled'", 10));
+}
