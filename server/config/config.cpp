@@ -134,7 +134,8 @@ Config parse_config(std::string_view text, const std::string& source_name, const
     w.millis("timeout_ms", cfg.webhooks.timeout, 1, 600000);
     w.millis("backoff_initial_ms", cfg.webhooks.backoff_initial, 1, 3600000);
     w.millis("backoff_max_ms", cfg.webhooks.backoff_max, 1, 86400000);
-    w.millis("give_up_after_ms", cfg.webhooks.give_up_after, 1, 30LL * 86400000);
+    // The outbox row's own give_up_at (a day after the job ended) bounds retries too.
+    w.millis("give_up_after_ms", cfg.webhooks.give_up_after, 1, 86400000);
     w.finish();
   }
   {

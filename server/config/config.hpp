@@ -51,7 +51,7 @@ struct DatabaseConfig {
 
 struct HttpConfig {
   int io_threads = 0;  // 0: one per core
-  int worker_threads = 8;
+  int worker_threads = 32;  // handlers block on the database; callbacks wait for a group commit
   std::size_t body_limit_bytes = 8 * 1024 * 1024;
   std::size_t header_limit_bytes = 16 * 1024;
   std::chrono::milliseconds header_timeout{10000};

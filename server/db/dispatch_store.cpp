@@ -18,6 +18,15 @@ using Clock = std::chrono::system_clock;
 // statement per batch instead of one per row, and still fully parameterised.
 std::string as_param(const json& rows) { return rows.dump(); }
 
+// The key lists these transactions join against are small next to the tables (a batch against
+// every open item of a job), but PostgreSQL cannot see inside a JSON parameter and estimates 100
+// rows, which makes it hash-join, i.e. scan all of job_items or assignments per callback. Nested
+// loops over the primary keys are right for every list size we send, so ask for them.
+void prefer_key_lookups(pqxx::work& tx) {
+  tx.exec("SET LOCAL enable_hashjoin = off");
+  tx.exec("SET LOCAL enable_mergejoin = off");
+}
+
 std::int64_t epoch_ms(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
@@ -99,10 +108,13 @@ json item_keys_param(const std::set<ItemKey>& items) {
 // item, recorded concurrently, could each miss the other's and leave the item open forever.
 void lock_items(pqxx::work& tx, const std::set<ItemKey>& items) {
   if (items.empty()) return;
+  // One index lookup per key, in the list's (sorted) order.
   tx.exec_params(
-      "SELECT 1 FROM job_items i JOIN jsonb_to_recordset($1::jsonb) AS x(job_id uuid, item_id text) "
-      "  ON i.job_id = x.job_id AND i.item_id = x.item_id "
-      "ORDER BY i.job_id, i.item_id FOR UPDATE OF i",
+      "SELECT 1 FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (job_id uuid, item_id text)) WITH ORDINALITY "
+      "  AS x(job_id, item_id, n) "
+      "CROSS JOIN LATERAL (SELECT 1 FROM job_items i WHERE i.job_id = x.job_id AND i.item_id = x.item_id "
+      "                    FOR UPDATE) l "
+      "ORDER BY x.n",
       as_param(item_keys_param(items)));
 }
 
@@ -113,14 +125,14 @@ std::size_t reroute_items(pqxx::work& tx, const std::set<ItemKey>& items, const 
   if (items.empty() || !rules.reroute) return 0;
   lock_items(tx, items);
   auto rows = tx.exec_params(
-      "SELECT i.job_id::text, i.item_id, "
-      "       coalesce((SELECT json_agg(a.vendor_id) FROM assignments a "
-      "                 WHERE a.job_id = i.job_id AND a.item_id = i.item_id), '[]')::text, "
-      "       (SELECT count(*) FROM assignments a WHERE a.job_id = i.job_id AND a.item_id = i.item_id "
-      "          AND a.state IN ('queued', 'sending', 'submitted', 'completed')) "
-      "FROM job_items i JOIN jobs j ON j.id = i.job_id "
-      "JOIN jsonb_to_recordset($1::jsonb) AS x(job_id uuid, item_id text) "
-      "  ON i.job_id = x.job_id AND i.item_id = x.item_id "
+      "SELECT x.job_id::text, x.item_id, u.vendors, u.live "
+      "FROM jsonb_to_recordset($1::jsonb) AS x(job_id uuid, item_id text) "
+      "CROSS JOIN LATERAL (SELECT i.state FROM job_items i WHERE i.job_id = x.job_id AND i.item_id = x.item_id) i "
+      "CROSS JOIN LATERAL (SELECT j.status FROM jobs j WHERE j.id = x.job_id) j "
+      "CROSS JOIN LATERAL (SELECT coalesce(json_agg(a.vendor_id), '[]')::text AS vendors, "
+      "                           count(*) FILTER (WHERE a.state IN ('queued', 'sending', 'submitted', 'completed')) "
+      "                             AS live "
+      "                    FROM assignments a WHERE a.job_id = x.job_id AND a.item_id = x.item_id) u "
       "WHERE i.state = 'open' AND j.status = 'running'",
       as_param(item_keys_param(items)));
   std::set<std::string> job_ids;
@@ -153,14 +165,14 @@ std::size_t finalize_items(pqxx::work& tx, const std::set<ItemKey>& items, const
   if (items.empty()) return 0;
   lock_items(tx, items);
   auto rows = tx.exec_params(
-      "SELECT i.job_id::text, i.item_id, "
-      "       (SELECT count(*) FROM assignments a WHERE a.job_id = i.job_id AND a.item_id = i.item_id "
-      "          AND a.state IN ('queued', 'sending', 'submitted')), "
-      "       coalesce((SELECT json_agg(a.answer ORDER BY a.vendor_id) FROM assignments a "
-      "                 WHERE a.job_id = i.job_id AND a.item_id = i.item_id AND a.state = 'completed' "
-      "                   AND a.answer IS NOT NULL), '[]')::text "
-      "FROM job_items i JOIN jsonb_to_recordset($1::jsonb) AS x(job_id uuid, item_id text) "
-      "  ON i.job_id = x.job_id AND i.item_id = x.item_id "
+      "SELECT x.job_id::text, x.item_id, u.open, u.answers "
+      "FROM jsonb_to_recordset($1::jsonb) AS x(job_id uuid, item_id text) "
+      "CROSS JOIN LATERAL (SELECT i.state FROM job_items i WHERE i.job_id = x.job_id AND i.item_id = x.item_id) i "
+      "CROSS JOIN LATERAL (SELECT count(*) FILTER (WHERE a.state IN ('queued', 'sending', 'submitted')) AS open, "
+      "                           coalesce(json_agg(a.answer ORDER BY a.vendor_id) "
+      "                                      FILTER (WHERE a.state = 'completed' AND a.answer IS NOT NULL), "
+      "                                    '[]')::text AS answers "
+      "                    FROM assignments a WHERE a.job_id = x.job_id AND a.item_id = x.item_id) u "
       "WHERE i.state = 'open'",
       as_param(item_keys_param(items)));
   std::set<std::string> job_ids;
@@ -269,6 +281,7 @@ std::optional<DispatchJob> load_dispatch_job(pqxx::connection& c, const std::str
 
 bool plan_next_chunk(pqxx::connection& c, std::size_t chunk, const PlanChunkFn& plan) {
   pqxx::work tx(c);
+  prefer_key_lookups(tx);
   auto picked = tx.exec(
       std::string("SELECT ") + kJobColumns +
       ", coalesce(j.plan_cursor, '') FROM jobs j WHERE j.status IN ('queued', 'running') AND j.planned_at IS NULL "
@@ -378,6 +391,7 @@ std::size_t record_send(pqxx::connection& c, const std::string& owner,
                         const std::vector<vendors::SubmittedUnit>& submitted,
                         const std::vector<SendFailure>& failures, const DispatchRules& rules) {
   pqxx::work tx(c);
+  prefer_key_lookups(tx);
   if (!submitted.empty()) {
     json rows = json::array();
     for (const auto& s : submitted) {
@@ -461,71 +475,103 @@ std::vector<vendors::UnitRef> claim_units_to_poll(pqxx::connection& c, const std
   return refs;
 }
 
-IngestSummary record_results(pqxx::connection& c, const std::string& vendor_id,
-                             const std::vector<vendors::UnitResult>& results, const DispatchRules& rules) {
-  IngestSummary summary;
-  json completed_by_id = json::array();
-  json completed_by_task = json::array();
-  json failed_by_id = json::array();
-  json failed_by_task = json::array();
-  for (const auto& r : results) {
-    const bool by_id = looks_like_uuid(r.assignment_id);
-    if (!by_id && r.vendor_task_id.empty()) {
-      ++summary.ignored;
-      continue;
-    }
-    json row = {{"id", by_id ? json(r.assignment_id) : json(nullptr)}, {"task", r.vendor_task_id}};
-    if (r.status == vendors::UnitStatus::completed && r.answer) {
-      row["answer"] = *r.answer;
-      row["worker"] = r.worker_id ? json(*r.worker_id) : json(nullptr);
-      row["ms"] = r.time_spent ? json(r.time_spent->count()) : json(nullptr);
-      row["cost"] = r.cost_micros ? json(*r.cost_micros) : json(nullptr);
-      row["at_ms"] = r.completed_at ? json(epoch_ms(*r.completed_at)) : json(nullptr);
-      (by_id ? completed_by_id : completed_by_task).push_back(std::move(row));
-    } else if (r.status == vendors::UnitStatus::canceled || r.status == vendors::UnitStatus::failed) {
-      (by_id ? failed_by_id : failed_by_task).push_back(std::move(row));
-    } else {
-      ++summary.ignored;  // pending or in progress: nothing to record yet
+std::vector<IngestSummary> record_results(pqxx::connection& c, const std::vector<ResultGroup>& groups,
+                                          const DispatchRules& rules) {
+  std::vector<IngestSummary> summaries(groups.size());
+  // Sorted by assignment id (then task id), so concurrent transactions lock rows in one order.
+  std::vector<json> completed, failed;
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    for (const auto& r : groups[g].results) {
+      const bool by_id = looks_like_uuid(r.assignment_id);
+      if (!by_id && r.vendor_task_id.empty()) {
+        ++summaries[g].ignored;
+        continue;
+      }
+      json row = {{"g", g},
+                  {"vendor", groups[g].vendor_id},
+                  {"id", by_id ? json(r.assignment_id) : json(nullptr)},
+                  {"task", r.vendor_task_id}};
+      if (r.status == vendors::UnitStatus::completed && r.answer) {
+        row["answer"] = *r.answer;
+        row["worker"] = r.worker_id ? json(*r.worker_id) : json(nullptr);
+        row["ms"] = r.time_spent ? json(r.time_spent->count()) : json(nullptr);
+        row["cost"] = r.cost_micros ? json(*r.cost_micros) : json(nullptr);
+        row["at_ms"] = r.completed_at ? json(epoch_ms(*r.completed_at)) : json(nullptr);
+        completed.push_back(std::move(row));
+      } else if (r.status == vendors::UnitStatus::canceled || r.status == vendors::UnitStatus::failed) {
+        failed.push_back(std::move(row));
+      } else {
+        ++summaries[g].ignored;  // pending or in progress: nothing to record yet
+      }
     }
   }
+  auto by_key = [](const json& a, const json& b) {
+    return std::make_pair(a["id"].is_null() ? std::string() : a["id"].get<std::string>(), a["task"].get<std::string>()) <
+           std::make_pair(b["id"].is_null() ? std::string() : b["id"].get<std::string>(), b["task"].get<std::string>());
+  };
+  std::sort(completed.begin(), completed.end(), by_key);
+  std::sort(failed.begin(), failed.end(), by_key);
 
   pqxx::work tx(c);
+  prefer_key_lookups(tx);
   std::set<ItemKey> touched;
   std::set<ItemKey> moved;
+  std::vector<std::size_t> changed_in_group(groups.size(), 0);
   // Only units still in flight take a result: a repeated callback, or one for a unit we gave up on,
-  // changes nothing. A unit asked to cancel that the vendor worked anyway keeps its result.
-  const std::string set_completed =
-      "UPDATE assignments a SET state = 'completed', answer = x.answer, worker_id = x.worker, time_spent_ms = x.ms, "
-      "  cost_micros = coalesce(x.cost, a.quote_micros), "
-      "  completed_at = coalesce(to_timestamp(x.at_ms / 1000.0), now()), "
-      "  vendor_task_id = coalesce(a.vendor_task_id, nullif(x.task, '')), "
-      "  submitted_at = coalesce(a.submitted_at, now()), claimed_by = NULL, lease_expires_at = NULL "
-      "FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, task text, answer text, worker text, ms bigint, cost bigint, "
-      "  at_ms bigint) "
-      "WHERE a.vendor_id = $2 AND a.state IN ('queued', 'sending', 'submitted') AND ";
-  const std::string set_failed =
-      "UPDATE assignments a SET state = CASE WHEN a.cancel_requested_at IS NOT NULL THEN 'canceled' ELSE 'failed' END, "
-      "  error_class = 'vendor', last_error = 'the vendor canceled or failed the task', "
-      "  claimed_by = NULL, lease_expires_at = NULL "
-      "FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, task text) "
-      "WHERE a.vendor_id = $2 AND a.state = 'submitted' AND ";
-  auto apply = [&](const std::string& sql, const json& rows, std::set<ItemKey>& into) {
-    if (rows.empty()) return std::size_t{0};
-    auto changed = tx.exec_params(sql + " RETURNING a.job_id::text, a.item_id", as_param(rows), vendor_id);
-    for (const auto& r : changed) into.insert({r[0].as<std::string>(), r[1].as<std::string>()});
-    return static_cast<std::size_t>(changed.size());
+  // changes nothing. A unit asked to cancel that the vendor worked anyway keeps its result. A row
+  // is found by the assignment id the vendor echoed, else by the vendor's task id (two statements:
+  // each a plain index lookup).
+  auto apply = [&](const std::string& set_and_columns, const std::string& state_filter, std::vector<json>& rows,
+                   std::set<ItemKey>& into, bool count_recorded) {
+    json by_id = json::array(), by_task = json::array();
+    for (auto& row : rows) (row["id"].is_null() ? by_task : by_id).push_back(row);
+    const std::pair<const json*, const char*> variants[] = {
+        {&by_id, "a.id = x.id"}, {&by_task, "a.vendor_id = x.vendor AND a.vendor_task_id = x.task"}};
+    for (const auto& [list, match] : variants) {
+      if (list->empty()) continue;
+      auto changed = tx.exec_params(set_and_columns + " WHERE " + match + " AND a.vendor_id = x.vendor AND " +
+                                        state_filter + " RETURNING x.g, a.job_id::text, a.item_id",
+                                    as_param(*list));
+      for (const auto& r : changed) {
+        const auto g = r[0].as<std::size_t>();
+        ++changed_in_group[g];
+        if (count_recorded) ++summaries[g].recorded;
+        into.insert({r[1].as<std::string>(), r[2].as<std::string>()});
+      }
+    }
   };
-  summary.recorded += apply(set_completed + "a.id = x.id", completed_by_id, touched);
-  summary.recorded += apply(set_completed + "x.id IS NULL AND a.vendor_task_id = x.task",
-                            completed_by_task, touched);
-  apply(set_failed + "a.id = x.id", failed_by_id, moved);
-  apply(set_failed + "x.id IS NULL AND a.vendor_task_id = x.task", failed_by_task, moved);
-  summary.ignored += (completed_by_id.size() + completed_by_task.size()) - summary.recorded;
-  summary.moved = reroute_items(tx, moved, rules);
+  apply("UPDATE assignments a SET state = 'completed', answer = x.answer, worker_id = x.worker, "
+        "  time_spent_ms = x.ms, cost_micros = coalesce(x.cost, a.quote_micros), "
+        "  completed_at = coalesce(to_timestamp(x.at_ms / 1000.0), now()), "
+        "  vendor_task_id = coalesce(a.vendor_task_id, nullif(x.task, '')), "
+        "  submitted_at = coalesce(a.submitted_at, now()), claimed_by = NULL, lease_expires_at = NULL "
+        "FROM jsonb_to_recordset($1::jsonb) AS x(g int, vendor text, id uuid, task text, answer text, worker text, "
+        "  ms bigint, cost bigint, at_ms bigint)",
+        "a.state IN ('queued', 'sending', 'submitted')", completed, touched, true);
+  apply("UPDATE assignments a SET state = CASE WHEN a.cancel_requested_at IS NOT NULL THEN 'canceled' "
+        "                                      ELSE 'failed' END, "
+        "  error_class = 'vendor', last_error = 'the vendor canceled or failed the task', "
+        "  claimed_by = NULL, lease_expires_at = NULL "
+        "FROM jsonb_to_recordset($1::jsonb) AS x(g int, vendor text, id uuid, task text)",
+        "a.state = 'submitted'", failed, moved, false);
+  std::vector<std::size_t> sent_in_group(groups.size(), 0);
+  for (const auto& row : completed) ++sent_in_group[row["g"].get<std::size_t>()];
+  for (const auto& row : failed) ++sent_in_group[row["g"].get<std::size_t>()];
+  for (std::size_t g = 0; g < groups.size(); ++g) summaries[g].ignored += sent_in_group[g] - changed_in_group[g];
+  const auto rerouted = reroute_items(tx, moved, rules);
   touched.insert(moved.begin(), moved.end());
-  summary.items_finished = finalize_items(tx, touched, rules, false);
+  const auto finished = finalize_items(tx, touched, rules, false);
   tx.commit();
-  return summary;
+  if (!summaries.empty()) {
+    summaries.front().moved = rerouted;
+    summaries.front().items_finished = finished;
+  }
+  return summaries;
+}
+
+IngestSummary record_results(pqxx::connection& c, const std::string& vendor_id,
+                             const std::vector<vendors::UnitResult>& results, const DispatchRules& rules) {
+  return record_results(c, {ResultGroup{vendor_id, results}}, rules).front();
 }
 
 CancelResult cancel_job(pqxx::connection& c, std::int64_t team_id, const std::string& job_id,
@@ -533,6 +579,7 @@ CancelResult cancel_job(pqxx::connection& c, std::int64_t team_id, const std::st
   CancelResult result;
   if (!looks_like_uuid(job_id)) return result;
   pqxx::work tx(c);
+  prefer_key_lookups(tx);
   auto rows = tx.exec_params("SELECT status FROM jobs WHERE id = $1 AND team_id = $2 FOR UPDATE", job_id, team_id);
   if (rows.empty()) return result;
   result.job_status = rows[0][0].as<std::string>();
@@ -595,6 +642,7 @@ std::size_t expire_deadlines(pqxx::connection& c, const DispatchRules& rules) {
   std::size_t ended = 0;
   while (true) {
     pqxx::work tx(c);
+    prefer_key_lookups(tx);
     auto rows = tx.exec(
         "SELECT id::text FROM jobs WHERE status IN ('queued', 'running') AND deadline <= now() "
         "LIMIT 1 FOR UPDATE SKIP LOCKED");

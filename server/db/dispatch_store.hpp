@@ -132,6 +132,15 @@ struct IngestSummary {
 IngestSummary record_results(pqxx::connection& c, const std::string& vendor_id,
                              const std::vector<vendors::UnitResult>& results, const DispatchRules& rules);
 
+// The same for several callbacks at once (group commit): one transaction, one summary per group
+// (moved and items_finished are totals, reported on the first).
+struct ResultGroup {
+  std::string vendor_id;
+  std::vector<vendors::UnitResult> results;
+};
+std::vector<IngestSummary> record_results(pqxx::connection& c, const std::vector<ResultGroup>& groups,
+                                          const DispatchRules& rules);
+
 // ---- cancel, deadlines, completion -------------------------------------------------------------
 
 enum class CancelStatus { canceled, not_found, already_finished };

@@ -1,6 +1,7 @@
 #include "jobs/engine.hpp"
 
 #include <algorithm>
+#include <future>
 #include <set>
 #include <unistd.h>
 
@@ -154,9 +155,62 @@ db::DispatchRules Dispatch::rules() {
   return rules;
 }
 
+struct Dispatch::PendingResults {
+  const std::string* vendor_id;
+  const std::vector<vendors::UnitResult>* results;
+  std::promise<db::IngestSummary> done;
+};
+
+namespace {
+constexpr int kResultWriters = 2;
+constexpr std::size_t kMaxGroupsPerCommit = 256;
+}  // namespace
+
+Dispatch::~Dispatch() {
+  {
+    std::lock_guard lock(ingest_mutex_);
+    ingest_stopping_ = true;
+  }
+  ingest_ready_.notify_all();
+  for (auto& t : writers_) t.join();
+}
+
 db::IngestSummary Dispatch::ingest(const std::string& vendor_id, const std::vector<vendors::UnitResult>& results) {
+  PendingResults pending{&vendor_id, &results, {}};
+  auto done = pending.done.get_future();
+  {
+    std::lock_guard lock(ingest_mutex_);
+    if (writers_.empty())
+      for (int i = 0; i < kResultWriters; ++i) writers_.emplace_back([this] { write_results(); });
+    ingest_queue_.push_back(&pending);
+  }
+  ingest_ready_.notify_one();
+  return done.get();  // rethrows the batch's error
+}
+
+void Dispatch::write_results() {
   auto r = rules();
-  return with_retry(pool_, [&](auto& c) { return db::record_results(c, vendor_id, results, r); });
+  while (true) {
+    std::vector<PendingResults*> batch;
+    {
+      std::unique_lock lock(ingest_mutex_);
+      ingest_ready_.wait(lock, [this] { return ingest_stopping_ || !ingest_queue_.empty(); });
+      if (ingest_queue_.empty()) return;  // stopping, nothing left
+      while (!ingest_queue_.empty() && batch.size() < kMaxGroupsPerCommit) {
+        batch.push_back(ingest_queue_.front());
+        ingest_queue_.pop_front();
+      }
+    }
+    std::vector<db::ResultGroup> groups;
+    groups.reserve(batch.size());
+    for (const auto* p : batch) groups.push_back({*p->vendor_id, *p->results});
+    try {
+      auto summaries = with_retry(pool_, [&](auto& c) { return db::record_results(c, groups, r); });
+      for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->done.set_value(summaries[i]);
+    } catch (...) {
+      for (auto* p : batch) p->done.set_exception(std::current_exception());
+    }
+  }
 }
 
 db::CancelResult Dispatch::cancel(std::int64_t team_id, const std::string& job_id) {

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -57,6 +58,7 @@ class VendorBook {
 
 class Dispatch {
  public:
+  ~Dispatch();
   // configs: the `vendors` section, for enabled/weight (may be empty: every vendor enabled, weight 1).
   Dispatch(db::ConnectionPool& pool, const vendors::VendorSet& vendors, routing::RoutingPolicy& policy,
            const std::vector<config::VendorConfig>& configs = {});
@@ -65,7 +67,11 @@ class Dispatch {
   db::DispatchRules rules();
   std::vector<db::PlannedItem> plan(const db::DispatchJob& job, const std::vector<std::string>& item_ids);
 
-  // Records results of one vendor (callback or poll), retrying transient database conflicts.
+  // Records results of one vendor (callback or poll) and returns once they are committed. Results
+  // arriving concurrently are written together, in one transaction (group commit), by a small set
+  // of writer threads: a callback costs a share of a commit instead of a whole one, and the answer
+  // to every vendor still waits for its own results to be durable. Transient database conflicts
+  // are retried; other errors reach every caller of the batch.
   db::IngestSummary ingest(const std::string& vendor_id, const std::vector<vendors::UnitResult>& results);
   db::CancelResult cancel(std::int64_t team_id, const std::string& job_id);
 
@@ -75,11 +81,19 @@ class Dispatch {
 
  private:
   std::int64_t quote(const db::DispatchJob& job, const std::string& vendor_id) const;
+  void write_results();
 
+  struct PendingResults;
   db::ConnectionPool& pool_;
   const vendors::VendorSet& vendors_;
   routing::RoutingPolicy& policy_;
   VendorBook book_;
+
+  std::mutex ingest_mutex_;
+  std::condition_variable ingest_ready_;
+  std::deque<PendingResults*> ingest_queue_;
+  bool ingest_stopping_ = false;
+  std::vector<std::thread> writers_;  // started with the first ingest
 };
 
 class Engine {
