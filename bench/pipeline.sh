@@ -35,12 +35,13 @@ environment:
   TOTAL=50000 ITEMS_PER_JOB=1000 CLIENTS=4
   WORKERS_PER_VENDOR=2     the broker's dispatch.workers_per_vendor (batches in flight per vendor)
   BATCH=200                capabilities.max_batch_size of every vendor (units per submit)
-  POOL_SIZE=16 WORKERS=8   broker database pool and HTTP worker threads
+  POOL_SIZE=16 WORKERS=32  broker database pool and HTTP worker threads (the broker default)
   IDLE_WAIT_MS=50 MAINTENANCE_MS=200   dispatch.idle_wait_ms, dispatch.maintenance_interval_ms
   POLL_AFTER_MS=30000      dispatch.poll_after_ms (the default): units whose callback is later than
                            this are polled at the vendor
   MERCOR=1                 0: three vendors (scale, scale-small, surge)
-  SIM_WORKERS=8 SIM_CALLBACK_THREADS=4   vendor-sim HTTP handler threads and callback senders
+  SIM_WORKERS=8 SIM_CALLBACK_THREADS=32  vendor-sim HTTP handler threads and callback senders
+                           (a vendor fleet calls back concurrently; 4 starves group commit)
   STALL_S=120              fail when nothing completes for this long
   PG_STATEMENTS=0          1: load pg_stat_statements and print the top statements afterwards
   LOG_LEVEL=warn           broker log level (see --keep)
@@ -69,13 +70,13 @@ clients=${CLIENTS:-4}
 workers_per_vendor=${WORKERS_PER_VENDOR:-2}
 batch=${BATCH:-200}
 pool_size=${POOL_SIZE:-16}
-workers=${WORKERS:-8}
+workers=${WORKERS:-32}
 idle_wait_ms=${IDLE_WAIT_MS:-50}
 poll_after_ms=${POLL_AFTER_MS:-30000}
 maintenance_ms=${MAINTENANCE_MS:-200}
 mercor=${MERCOR:-1}
 sim_workers=${SIM_WORKERS:-8}
-sim_callback_threads=${SIM_CALLBACK_THREADS:-4}
+sim_callback_threads=${SIM_CALLBACK_THREADS:-32}
 stall_s=${STALL_S:-120}
 pg_statements=${PG_STATEMENTS:-0}
 log_level=${LOG_LEVEL:-warn}
