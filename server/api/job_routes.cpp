@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/auth.hpp"
+#include "common/strings.hpp"
 #include "common/crypto.hpp"
 #include "common/log.hpp"
 #include "common/money.hpp"
@@ -103,15 +104,7 @@ http::Response not_found(const http::Request& request) {
 
 // ---- ids, cursors, query parameters --------------------------------------------------------
 
-// Job ids are UUIDs; anything else cannot name a job (and must not reach a ::uuid cast as a 500).
-bool is_uuid(std::string_view s) {
-  if (s.size() != 36) return false;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i]))) return false;
-  }
-  return true;
-}
+using common::is_uuid;
 
 constexpr char kBase64Url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 

@@ -18,4 +18,13 @@ std::optional<std::string_view> find_field(const std::vector<std::pair<std::stri
   return std::nullopt;
 }
 
+bool is_uuid(std::string_view s) {
+  if (s.size() != 36) return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i]))) return false;
+  }
+  return true;
+}
+
 }  // namespace labelbroker::common

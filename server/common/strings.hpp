@@ -15,4 +15,8 @@ bool iequals(std::string_view a, std::string_view b);
 std::optional<std::string_view> find_field(const std::vector<std::pair<std::string, std::string>>& fields,
                                            std::string_view name);
 
+// The canonical text form of a UUID (8-4-4-4-12 hex digits). Ids the broker hands out are UUIDs;
+// anything else cannot name one of its rows, and must not reach a ::uuid cast (a 500).
+bool is_uuid(std::string_view s);
+
 }  // namespace labelbroker::common

@@ -8,6 +8,7 @@
 #include <pqxx/pqxx>
 
 #include "common/crypto.hpp"
+#include "common/strings.hpp"
 
 namespace labelbroker::db {
 namespace {
@@ -44,18 +45,6 @@ std::int64_t epoch_ms(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
-bool looks_like_uuid(std::string_view s) {
-  if (s.size() != 36) return false;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const char ch = s[i];
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (ch != '-') return false;
-    } else if (!std::isxdigit(static_cast<unsigned char>(ch))) {
-      return false;
-    }
-  }
-  return true;
-}
 
 std::vector<std::string> json_strings(const std::string& text) {
   std::vector<std::string> out;
@@ -287,7 +276,7 @@ std::set<ItemKey> open_items(pqxx::work& tx, const std::string& job_id) {
 }  // namespace
 
 std::optional<DispatchJob> load_dispatch_job(pqxx::connection& c, const std::string& job_id) {
-  if (!looks_like_uuid(job_id)) return std::nullopt;
+  if (!common::is_uuid(job_id)) return std::nullopt;
   pqxx::work tx(c);
   auto jobs = load_jobs(tx, {job_id});
   tx.commit();
@@ -419,7 +408,7 @@ std::size_t record_send(pqxx::connection& c, const std::string& owner,
   if (!submitted.empty()) {
     json rows = json::array();
     for (const auto& s : submitted) {
-      if (!looks_like_uuid(s.assignment_id)) continue;
+      if (!common::is_uuid(s.assignment_id)) continue;
       rows.push_back({{"id", s.assignment_id}, {"task", s.vendor_task_id}});
     }
     tx.exec_params0(
@@ -438,7 +427,7 @@ std::size_t record_send(pqxx::connection& c, const std::string& owner,
     json retry = json::array();
     json give_up = json::array();
     for (const auto& f : failures) {
-      if (!looks_like_uuid(f.assignment_id)) continue;
+      if (!common::is_uuid(f.assignment_id)) continue;
       json row = {{"id", f.assignment_id},
                   {"class", std::string(vendors::to_string(f.error_class))},
                   {"message", f.message.substr(0, 500)}};
@@ -506,7 +495,7 @@ std::vector<IngestSummary> record_results(pqxx::connection& c, const std::vector
   std::vector<json> completed, failed;
   for (std::size_t g = 0; g < groups.size(); ++g) {
     for (const auto& r : groups[g].results) {
-      const bool by_id = looks_like_uuid(r.assignment_id);
+      const bool by_id = common::is_uuid(r.assignment_id);
       if (!by_id && r.vendor_task_id.empty()) {
         ++summaries[g].ignored;
         continue;
@@ -605,7 +594,7 @@ IngestSummary record_results(pqxx::connection& c, const std::string& vendor_id,
 CancelResult cancel_job(pqxx::connection& c, std::int64_t team_id, const std::string& job_id,
                         const DispatchRules& rules) {
   CancelResult result;
-  if (!looks_like_uuid(job_id)) return result;
+  if (!common::is_uuid(job_id)) return result;
   pqxx::work tx(c);
   prefer_key_lookups(tx);
   auto rows = tx.exec_params("SELECT status FROM jobs WHERE id = $1 AND team_id = $2 FOR UPDATE", job_id, team_id);
@@ -649,7 +638,7 @@ void record_cancel_outcomes(pqxx::connection& c, const std::vector<std::string>&
   auto ids = [](const std::vector<std::string>& v) {
     json a = json::array();
     for (const auto& id : v)
-      if (looks_like_uuid(id)) a.push_back(id);
+      if (common::is_uuid(id)) a.push_back(id);
     return as_param(a);
   };
   pqxx::work tx(c);

@@ -26,6 +26,7 @@
 #include "http/router.hpp"
 #include "http/server.hpp"
 #include "support/scratch_db.hpp"
+#include "support/webhook_receiver.hpp"
 #include "vendors/common/http_client.hpp"
 
 using namespace labelbroker;
@@ -33,93 +34,6 @@ using namespace labelbroker::testing;
 using std::chrono::milliseconds;
 
 namespace {
-
-struct Received {
-  std::string path;
-  std::map<std::string, std::string> headers;  // lower-case names
-  std::string body;
-};
-
-// A team's webhook endpoint: records every request and answers with the scripted statuses in
-// order (200 once the script is used up), optionally after a delay.
-class Receiver {
- public:
-  struct Answer {
-    Answer(int status_ = 200, std::string retry_after_ = "") : status(status_), retry_after(std::move(retry_after_)) {}
-    int status;
-    std::string retry_after;  // Retry-After header value, if not empty
-  };
-
-  Receiver() : server_(options(), router_, lifecycle_) {
-    server_.bind();
-    router_.add("POST", "/hooks/{name}", [this](http::Request& req) {
-      Received r{req.path, {}, req.body};
-      for (const auto& [name, value] : req.headers.all()) {
-        std::string lower = name;
-        for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-        r.headers[lower] = value;
-      }
-      Answer answer;
-      milliseconds delay{0};
-      {
-        std::lock_guard lock(mutex_);
-        received_.push_back(std::move(r));
-        if (!script_.empty()) {
-          answer = script_.front();
-          script_.pop_front();
-        }
-        delay = delay_;
-        changed_.notify_all();
-      }
-      if (delay.count() > 0) std::this_thread::sleep_for(delay);
-      auto response = http::Response::json(answer.status, "{}");
-      if (!answer.retry_after.empty()) response.headers.set("Retry-After", answer.retry_after);
-      return response;
-    });
-    server_.start();
-  }
-
-  std::string url(const std::string& name) const {
-    return "http://127.0.0.1:" + std::to_string(server_.port()) + "/hooks/" + name;
-  }
-  void script(std::vector<Answer> answers) {
-    std::lock_guard lock(mutex_);
-    script_.assign(answers.begin(), answers.end());
-  }
-  void set_delay(milliseconds delay) {
-    std::lock_guard lock(mutex_);
-    delay_ = delay;
-  }
-  std::vector<Received> received() {
-    std::lock_guard lock(mutex_);
-    return received_;
-  }
-  // Waits until `count` requests arrived; the limit only keeps a broken build from hanging.
-  std::vector<Received> wait_for(std::size_t count, std::chrono::seconds limit = std::chrono::seconds(30)) {
-    std::unique_lock lock(mutex_);
-    changed_.wait_for(lock, limit, [&] { return received_.size() >= count; });
-    return received_;
-  }
-
- private:
-  static http::ServerOptions options() {
-    http::ServerOptions o;
-    o.host = "127.0.0.1";
-    o.port = 0;
-    o.io_threads = 1;
-    o.worker_threads = 8;
-    o.access_log = false;
-    return o;
-  }
-  http::Router router_;
-  http::Lifecycle lifecycle_;
-  http::Server server_;
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::vector<Received> received_;
-  std::deque<Answer> script_;
-  milliseconds delay_{0};
-};
 
 struct Team {
   std::int64_t id = 0;
@@ -259,7 +173,7 @@ TEST_CASE("webhooks: retry delay is full-jitter exponential, capped, and honours
 
 TEST_CASE("webhooks: a delivery is POSTed once, signed, then marked delivered", "[.db][webhooks]") {
   WebhookDb db;
-  Receiver receiver;
+  WebhookReceiver receiver;
   vendors::HttpRuntime runtime;
   db::ConnectionPool pool(db.pool_options());
   jobs::WebhookDelivery delivery(pool, fast_config(), runtime);
@@ -305,7 +219,7 @@ TEST_CASE("webhooks: a delivery is POSTed once, signed, then marked delivered", 
 
 TEST_CASE("webhooks: failed attempts are retried with backoff until delivered", "[.db][webhooks]") {
   WebhookDb db;
-  Receiver receiver;
+  WebhookReceiver receiver;
   vendors::HttpRuntime runtime;
   db::ConnectionPool pool(db.pool_options());
   jobs::WebhookDelivery delivery(pool, fast_config(), runtime);
@@ -342,7 +256,7 @@ TEST_CASE("webhooks: failed attempts are retried with backoff until delivered", 
 
 TEST_CASE("webhooks: Retry-After on 429 and 503 sets the next attempt", "[.db][webhooks]") {
   WebhookDb db;
-  Receiver receiver;
+  WebhookReceiver receiver;
   vendors::HttpRuntime runtime;
   db::ConnectionPool pool(db.pool_options());
   auto cfg = fast_config();
@@ -367,7 +281,7 @@ TEST_CASE("webhooks: Retry-After on 429 and 503 sets the next attempt", "[.db][w
 
 TEST_CASE("webhooks: a delivery past its give-up time is marked failed and not retried", "[.db][webhooks]") {
   WebhookDb db;
-  Receiver receiver;
+  WebhookReceiver receiver;
   vendors::HttpRuntime runtime;
   db::ConnectionPool pool(db.pool_options());
   jobs::WebhookDelivery delivery(pool, fast_config(), runtime);
@@ -412,7 +326,7 @@ TEST_CASE("webhooks: give_up_after from the config bounds retries of an unreacha
 
 TEST_CASE("webhooks: two deliverers on one database send each delivery exactly once", "[.db][webhooks]") {
   WebhookDb db;
-  Receiver receiver;
+  WebhookReceiver receiver;
   // Slow answers keep one deliverer's claims in flight while the other claims.
   receiver.set_delay(milliseconds(20));
   constexpr int kDeliveries = 60;
@@ -454,7 +368,7 @@ TEST_CASE("webhooks: two deliverers on one database send each delivery exactly o
 
 TEST_CASE("webhooks: the background loop delivers after notify() and stops cleanly", "[.db][webhooks]") {
   WebhookDb db;
-  Receiver receiver;
+  WebhookReceiver receiver;
   vendors::HttpRuntime runtime;
   db::ConnectionPool pool(db.pool_options());
   jobs::WebhookDeliveryOptions options;

@@ -22,6 +22,7 @@
 #include "support/http_client.hpp"
 #include "support/process.hpp"
 #include "support/scratch_db.hpp"
+#include "support/webhook_receiver.hpp"
 
 using namespace labelbroker;
 using namespace labelbroker::testing;
@@ -111,40 +112,6 @@ json broker_config(std::uint16_t sim_port, const std::string& db_url, std::uint1
             {"expected_minutes_per_item", 1}},
        })}};
 }
-
-// Records every POST it receives (the team's webhook endpoint).
-class WebhookSink {
- public:
-  WebhookSink() : server_(options(), router_, lifecycle_) {
-    router_.add("POST", "/hooks", [this](http::Request& req) {
-      std::lock_guard lock(mutex_);
-      received_.push_back({std::string(req.header("X-Labelbroker-Signature").value_or("")), req.body});
-      return http::Response::json(200, "{}");
-    });
-    server_.start();
-  }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(server_.port()) + "/hooks"; }
-  std::vector<std::pair<std::string, std::string>> received() {
-    std::lock_guard lock(mutex_);
-    return received_;
-  }
-
- private:
-  static http::ServerOptions options() {
-    http::ServerOptions o;
-    o.host = "127.0.0.1";
-    o.port = 0;
-    o.io_threads = 1;
-    o.worker_threads = 1;
-    o.access_log = false;
-    return o;
-  }
-  http::Router router_;
-  http::Lifecycle lifecycle_;
-  http::Server server_;
-  std::mutex mutex_;
-  std::vector<std::pair<std::string, std::string>> received_;
-};
 
 // vendor-sim, a scratch database with a team and key, and brokers on demand.
 class Fleet {
@@ -334,11 +301,11 @@ double expected_correct(const std::vector<std::string>& vendors, std::size_t tru
 TEST_CASE("jobs e2e: a 200-item job with redundancy 2 completes, labels match the simulated accuracy, the webhook is signed",
           "[.db][e2e-dispatch]") {
   Fleet fleet;
-  WebhookSink sink;
+  WebhookReceiver sink;
   const auto port = free_port();
   auto broker = fleet.start_broker(port);
 
-  const std::string job_id = fleet.submit(port, make_job(200, 2, "general", sink.url()));
+  const std::string job_id = fleet.submit(port, make_job(200, 2, "general", sink.url("team-a")));
   const std::string status = fleet.wait_until_finished(port, job_id);
   INFO(broker->errors().substr(broker->errors().size() > 4000 ? broker->errors().size() - 4000 : 0));
   REQUIRE(status == "completed");
@@ -387,13 +354,11 @@ TEST_CASE("jobs e2e: a 200-item job with redundancy 2 completes, labels match th
   for (const auto& [vendor, sent] : facts.sent_per_vendor) CHECK(stats[vendor]["tasks_created"] == sent);
 
   // The webhook: delivered, signed with the team's secret, describing the completed job.
-  const auto deadline = std::chrono::steady_clock::now() + seconds(30);
-  while (sink.received().empty() && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(milliseconds(50));
-  auto hooks = sink.received();
+  auto hooks = sink.wait_for(1);
   REQUIRE(hooks.size() >= 1);
-  CHECK(hooks[0].first == "sha256=" + common::hmac_sha256_hex(fleet.webhook_secret(), hooks[0].second));
-  auto event = json::parse(hooks[0].second);
+  CHECK(hooks[0].headers["x-labelbroker-signature"] ==
+        "sha256=" + common::hmac_sha256_hex(fleet.webhook_secret(), hooks[0].body));
+  auto event = json::parse(hooks[0].body);
   CHECK(event["type"] == "job.completed");
   CHECK(event["data"]["job"]["id"] == job_id);
   CHECK(event["data"]["job"]["counts"]["labeled"] == 200);
@@ -576,11 +541,11 @@ TEST_CASE("jobs e2e: lost callbacks only delay results: the poller asks the vend
 TEST_CASE("jobs e2e: cancel stops unstarted work at the vendors; only the owning team can cancel",
           "[.db][e2e-dispatch][cancel]") {
   Fleet fleet;
-  WebhookSink sink;
+  WebhookReceiver sink;
   for (const auto* v : {"scale", "scale-small", "surge"}) fleet.patch(v, {{"paused", true}});
   const auto port = free_port();
   auto broker = fleet.start_broker(port);
-  const std::string job_id = fleet.submit(port, make_job(20, 2, "general", sink.url()));
+  const std::string job_id = fleet.submit(port, make_job(20, 2, "general", sink.url("team-a")));
   REQUIRE(eventually_count(fleet.db_url(), job_id, "state = 'submitted'", 40));
 
   const auto intruder = fleet.other_team_key();
@@ -604,10 +569,9 @@ TEST_CASE("jobs e2e: cancel stops unstarted work at the vendors; only the owning
   CHECK(stats["scale"]["cancels"].get<long>() + stats["scale-small"]["cancels"].get<long>() ==
         count_where(fleet.db_url(), job_id, "state = 'canceled' AND vendor_id LIKE 'scale%'"));
 
-  const auto deadline = std::chrono::steady_clock::now() + seconds(30);
-  while (sink.received().empty() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(milliseconds(50));
-  REQUIRE_FALSE(sink.received().empty());
-  CHECK(json::parse(sink.received()[0].second)["type"] == "job.canceled");
+  auto hooks = sink.wait_for(1);
+  REQUIRE_FALSE(hooks.empty());
+  CHECK(json::parse(hooks[0].body)["type"] == "job.canceled");
 }
 
 TEST_CASE("jobs e2e: at the deadline open units are canceled and a job with no label ends failed",
