@@ -61,6 +61,8 @@ die() { echo "ingest: $*" >&2; exit 1; }
 log() { echo "ingest: $*" >&2; }
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$repo_root/bench/lib.sh"
 build_dir=${LABELBROKER_BUILD_DIR:-build}
 [[ "$build_dir" = /* ]] || build_dir="$repo_root/$build_dir"
 broker_bin="$build_dir/bin/labelbroker"
@@ -83,15 +85,9 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   [ -n "$sampler_pid" ] && kill "$sampler_pid" 2>/dev/null && wait "$sampler_pid" 2>/dev/null
-  if [ -n "$broker_pid" ] && kill -0 "$broker_pid" 2>/dev/null; then
-    kill -TERM "$broker_pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$broker_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$broker_pid" 2>/dev/null || true
-    wait "$broker_pid" 2>/dev/null || true
-  fi
+  stop_process "$broker_pid"
   if [ "$pg_started" = 1 ]; then
-    LABELBROKER_PG_DIR="$work/pg" LABELBROKER_PG_PORT="$pg_port" "$pg_script" destroy >/dev/null 2>&1 ||
-      LABELBROKER_PG_DIR="$work/pg" LABELBROKER_PG_PORT="$pg_port" "$pg_script" stop >/dev/null 2>&1 || true
+    destroy_cluster "$work/pg" "$pg_port" "$pg_script"
   fi
   if [ "$keep" = 1 ]; then log "kept temp dir $work"; else rm -rf "$work"; fi
   exit "$rc"
@@ -100,16 +96,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_port() {
-  local port
-  for _ in $(seq 1 200); do
-    port=$((20000 + RANDOM % 30000))
-    ss -Htan "( sport = :$port )" 2>/dev/null | grep -q . || { echo "$port"; return 0; }
-  done
-  die "no free TCP port"
-}
-now() { date +%s.%N; }
-rss_kb() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 # --- PostgreSQL ---------------------------------------------------------------------------------
 pg_port=$(free_port)
@@ -158,7 +144,7 @@ for _ in $(seq 1 300); do
   kill -0 "$broker_pid" 2>/dev/null || { tail -20 "$work/broker.log" >&2; die "broker exited"; }
   sleep 0.1
 done
-rss_start=$(rss_kb "$broker_pid" VmRSS)
+rss_start=$(status_kb "$broker_pid" VmRSS)
 
 # --- 1. API -------------------------------------------------------------------------------------
 # VmRSS sampled every 100 ms; the maximum is written when the sampler is stopped.
@@ -166,7 +152,7 @@ rss_start=$(rss_kb "$broker_pid" VmRSS)
   max=0
   trap 'echo "$max" >"$work/rss_max"; exit 0' TERM
   while kill -0 "$broker_pid" 2>/dev/null; do
-    r=$(rss_kb "$broker_pid" VmRSS)
+    r=$(status_kb "$broker_pid" VmRSS)
     [ "${r:-0}" -gt "$max" ] && max=$r
     sleep 0.1 &
     wait $!
@@ -181,7 +167,7 @@ kill -TERM "$sampler_pid" 2>/dev/null
 wait "$sampler_pid" 2>/dev/null || true
 sampler_pid=""
 rss_max=$(cat "$work/rss_max")
-hwm_api=$(rss_kb "$broker_pid" VmHWM)
+hwm_api=$(status_kb "$broker_pid" VmHWM)
 api_seconds=$(sed -E 's/.*"seconds":([0-9.]+).*/\1/' <<<"$api_json")
 stored=$(psql -Atq "$database_url" -c "SELECT count(*) FROM job_items")
 [ "$stored" -eq "$total" ] || die "expected $total rows in job_items, found $stored"
@@ -207,7 +193,7 @@ if [ "$single" -gt 0 ]; then
   single_json=$("$client_bin" --port "$broker_port" --key "$key" --clients 1 --items-per-job "$single" --total "$single") ||
     { echo "$single_json" >&2; tail -20 "$work/broker.log" >&2; die "the $single-item job was not accepted"; }
   single_seconds=$(sed -E 's/.*"seconds":([0-9.]+).*/\1/' <<<"$single_json")
-  hwm_single=$(rss_kb "$broker_pid" VmHWM)
+  hwm_single=$(status_kb "$broker_pid" VmHWM)
   single_line="accepted (201) in ${single_seconds} s, broker VmHWM afterwards $((hwm_single / 1024)) MB"
 fi
 

@@ -97,6 +97,8 @@ die() { echo "pipeline: $*" >&2; exit 1; }
 log() { echo "pipeline: $*" >&2; }
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$repo_root/bench/lib.sh"
 build_dir=${LABELBROKER_BUILD_DIR:-build}
 [[ "$build_dir" = /* ]] || build_dir="$repo_root/$build_dir"
 broker_bin="$build_dir/bin/labelbroker"
@@ -116,14 +118,6 @@ pg_started=0
 pg_port=""
 
 # shellcheck disable=SC2317  # runs from the EXIT trap
-stop_process() {
-  local pid=$1
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 # shellcheck disable=SC2317
 cleanup() {
   local rc=$?
@@ -131,8 +125,7 @@ cleanup() {
   stop_process "$broker_pid"
   stop_process "$sim_pid"
   if [ "$pg_started" = 1 ]; then
-    LABELBROKER_PG_DIR="$work/pg" LABELBROKER_PG_PORT="$pg_port" "$pg_script" destroy >/dev/null 2>&1 ||
-      LABELBROKER_PG_DIR="$work/pg" LABELBROKER_PG_PORT="$pg_port" "$pg_script" stop >/dev/null 2>&1 || true
+    destroy_cluster "$work/pg" "$pg_port" "$pg_script"
   fi
   if [ "$keep" = 1 ]; then log "kept temp dir $work"; else rm -rf "$work"; fi
   exit "$rc"
@@ -141,16 +134,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_port() {
-  local port
-  for _ in $(seq 1 200); do
-    port=$((20000 + RANDOM % 30000))
-    ss -Htan "( sport = :$port )" 2>/dev/null | grep -q . || { echo "$port"; return 0; }
-  done
-  die "no free TCP port"
-}
-now() { date +%s.%N; }
-status_kb() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 # CPU time of one process in clock ticks (user + system; with "children", plus its waited-for
 # children's, which is where PostgreSQL's exited backends end up).
 cpu_ticks() {

@@ -1,0 +1,33 @@
+# shellcheck shell=bash
+# Helpers shared by the benchmark scripts (sourced, not run). The caller defines die().
+
+# A TCP port nobody listens on right now.
+free_port() {
+  local port
+  for _ in $(seq 1 200); do
+    port=$((20000 + RANDOM % 30000))
+    ss -Htan "( sport = :$port )" 2>/dev/null | grep -q . || { echo "$port"; return 0; }
+  done
+  die "no free TCP port"
+}
+
+now() { date +%s.%N; }
+
+# A field of /proc/PID/status in kB, e.g. status_kb "$pid" VmHWM (0 once the process is gone).
+status_kb() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# SIGTERM, up to 10 s of grace, then SIGKILL. A no-op for an empty or finished PID.
+stop_process() {
+  local pid=$1
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+# Removes the throwaway cluster in $1 (data dir) on port $2 (scripts/pg at $3), or at least stops it.
+destroy_cluster() {
+  LABELBROKER_PG_DIR="$1" LABELBROKER_PG_PORT="$2" "$3" destroy >/dev/null 2>&1 ||
+    LABELBROKER_PG_DIR="$1" LABELBROKER_PG_PORT="$2" "$3" stop >/dev/null 2>&1 || true
+}
