@@ -126,8 +126,8 @@ void lock_items(pqxx::work& tx, const std::set<ItemKey>& items) {
 // Gives items whose units failed another vendor each (one not used for the item yet), if the
 // job is still running and the item still open. Items left with nothing in flight are finalized by
 // finalize_items afterwards.
-std::size_t reroute_items(pqxx::work& tx, const std::set<ItemKey>& items, const DispatchRules& rules) {
-  if (items.empty() || !rules.reroute) return 0;
+std::set<ItemKey> reroute_items(pqxx::work& tx, const std::set<ItemKey>& items, const DispatchRules& rules) {
+  if (items.empty() || !rules.reroute) return {};
   lock_items(tx, items);
   auto rows = tx.exec_params(
       "SELECT x.job_id::text, x.item_id, u.vendors, u.live "
@@ -154,14 +154,17 @@ std::size_t reroute_items(pqxx::work& tx, const std::set<ItemKey>& items, const 
     inserts.push_back(
         {{"job_id", job->first}, {"item_id", r[1].as<std::string>()}, {"vendor_id", choice->first}, {"quote", choice->second}});
   }
-  if (inserts.empty()) return 0;
+  if (inserts.empty()) return {};
   auto inserted = tx.exec_params(
       "INSERT INTO assignments (job_id, item_id, vendor_id, quote_micros) "
       "SELECT x.job_id, x.item_id, x.vendor_id, x.quote FROM jsonb_to_recordset($1::jsonb) "
       "  AS x(job_id uuid, item_id text, vendor_id text, quote bigint) "
-      "ON CONFLICT (job_id, item_id, vendor_id) DO NOTHING",
+      "ON CONFLICT (job_id, item_id, vendor_id) DO NOTHING "
+      "RETURNING job_id::text, item_id",
       as_param(inserts));
-  return inserted.affected_rows();
+  std::set<ItemKey> rerouted;
+  for (const auto& r : inserted) rerouted.insert({r[0].as<std::string>(), r[1].as<std::string>()});
+  return rerouted;
 }
 
 // Aggregates items with no unit in flight (or all of them when `force`): labeled when they have a
@@ -423,9 +426,11 @@ std::size_t record_send(pqxx::connection& c, const std::string& owner,
         as_param(rows), owner);
   }
   std::set<ItemKey> moved;
+  std::map<ItemKey, std::pair<std::string, std::int64_t>> waiting;  // item -> (assignment, retry at)
   if (!failures.empty()) {
     json retry = json::array();
     json give_up = json::array();
+    std::map<std::string, std::int64_t> waits;  // assignment id -> retry here if nothing else can
     for (const auto& f : failures) {
       if (!common::is_uuid(f.assignment_id)) continue;
       json row = {{"id", f.assignment_id},
@@ -435,6 +440,7 @@ std::size_t record_send(pqxx::connection& c, const std::string& owner,
         row["at_ms"] = epoch_ms(*f.retry_at);
         retry.push_back(std::move(row));
       } else {
+        if (f.wait_at) waits[f.assignment_id] = epoch_ms(*f.wait_at);
         give_up.push_back(std::move(row));
       }
     }
@@ -451,15 +457,29 @@ std::size_t record_send(pqxx::connection& c, const std::string& owner,
           "  error_class = x.class, last_error = x.message "
           "FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, class text, message text) "
           "WHERE a.id = x.id AND a.state = 'sending' AND a.claimed_by = $2 "
-          "RETURNING a.job_id::text, a.item_id",
+          "RETURNING a.job_id::text, a.item_id, a.id::text",
           as_param(give_up), owner);
-      for (const auto& r : rows) moved.insert({r[0].as<std::string>(), r[1].as<std::string>()});
+      for (const auto& r : rows) {
+        moved.insert({r[0].as<std::string>(), r[1].as<std::string>()});
+        if (auto w = waits.find(r[2].as<std::string>()); w != waits.end())
+          waiting[ItemKey{r[0].as<std::string>(), r[1].as<std::string>()}] = {w->first, w->second};
+      }
     }
   }
   const auto rerouted = reroute_items(tx, moved, rules);
+  // A unit the vendor could not take now, and no other vendor can take either, waits for this one
+  // (its batch kept, so a resend is the same request) instead of ending its item.
+  json requeue = json::array();
+  for (const auto& [item, wait] : waiting)
+    if (!rerouted.count(item)) requeue.push_back({{"id", wait.first}, {"at_ms", wait.second}});
+  if (!requeue.empty())
+    tx.exec_params0(
+        "UPDATE assignments a SET state = 'queued', next_attempt_at = to_timestamp(x.at_ms / 1000.0) "
+        "FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, at_ms bigint) WHERE a.id = x.id AND a.state = 'failed'",
+        as_param(requeue));
   finalize_items(tx, moved, rules, false);
   tx.commit();
-  return rerouted;
+  return rerouted.size();
 }
 
 std::size_t release_expired_leases(pqxx::connection& c) {
@@ -575,7 +595,7 @@ std::vector<IngestSummary> record_results(pqxx::connection& c, const std::vector
   for (const auto& row : completed) ++sent_in_group[row["g"].get<std::size_t>()];
   for (const auto& row : failed) ++sent_in_group[row["g"].get<std::size_t>()];
   for (std::size_t g = 0; g < groups.size(); ++g) summaries[g].ignored += sent_in_group[g] - changed_in_group[g];
-  const auto rerouted = reroute_items(tx, moved, rules);
+  const auto rerouted = reroute_items(tx, moved, rules).size();
   touched.insert(moved.begin(), moved.end());
   const auto finished = finalize_items(tx, touched, rules, false);
   tx.commit();

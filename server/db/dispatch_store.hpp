@@ -81,6 +81,9 @@ struct SendFailure {
   std::string message;
   // Retry at this time; nullopt: give up on this vendor for the unit (move it elsewhere).
   std::optional<std::chrono::system_clock::time_point> retry_at;
+  // With retry_at unset: if no other vendor can take the unit, retry it here at this time instead
+  // of ending its item (the vendor is only out of capacity for now).
+  std::optional<std::chrono::system_clock::time_point> wait_at;
 };
 
 // Domain decisions the store needs inside its transactions, supplied by the caller so that

@@ -330,15 +330,19 @@ void Engine::send_batch(vendors::VendorAdapter& adapter, db::ClaimedBatch& batch
   std::vector<db::SendFailure> failures;
   const auto now = Clock::now();
   for (const auto& f : result.failed) {
-    db::SendFailure failure{f.assignment_id, f.error_class, f.message, std::nullopt};
+    db::SendFailure failure{f.assignment_id, f.error_class, f.message, std::nullopt, std::nullopt};
     const int sent = attempts.count(f.assignment_id) ? attempts[f.assignment_id] : options_.max_attempts;
     // Retryable (and an unresolved duplicate) failures stay with this vendor until the attempts
-    // run out; permanent, auth and capacity failures move the unit to another vendor now.
+    // run out; permanent, auth and capacity failures move the unit to another vendor now (a
+    // capacity failure waits for this vendor when there is no other).
     const bool retry = (f.error_class == vendors::ErrorClass::retryable ||
                         f.error_class == vendors::ErrorClass::duplicate) &&
                        sent < options_.max_attempts;
+    const auto wait = retry_backoff(sent, options_.backoff_initial, options_.backoff_max, f.retry_after, rng);
     if (retry)
-      failure.retry_at = now + retry_backoff(sent, options_.backoff_initial, options_.backoff_max, f.retry_after, rng);
+      failure.retry_at = now + wait;
+    else if (f.error_class == vendors::ErrorClass::capacity)
+      failure.wait_at = now + wait;  // used only when no other vendor can take the unit
     failures.push_back(std::move(failure));
   }
   if (!failures.empty())
