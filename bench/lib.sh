@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2154  # work, broker_env, broker_bin: set by the sourcing script
 # Helpers shared by the benchmark scripts (sourced, not run). The caller defines die().
 
 # A TCP port nobody listens on right now.
@@ -30,4 +31,26 @@ stop_process() {
 destroy_cluster() {
   LABELBROKER_PG_DIR="$1" LABELBROKER_PG_PORT="$2" "$3" destroy >/dev/null 2>&1 ||
     LABELBROKER_PG_DIR="$1" LABELBROKER_PG_PORT="$2" "$3" stop >/dev/null 2>&1 || true
+}
+
+# Migrates the database and creates team "bench" with a submitter key, which it prints. Runs the
+# broker through the caller's broker_env array and broker_bin; logs go to $work.
+migrate_and_make_key() {
+  local key
+  "${broker_env[@]}" "$broker_bin" migrate >"$work/migrate.log" 2>&1 || { cat "$work/migrate.log" >&2; die "migrate failed"; }
+  "${broker_env[@]}" "$broker_bin" admin create-team bench >/dev/null 2>>"$work/admin.log" || die "create-team failed"
+  key=$("${broker_env[@]}" "$broker_bin" admin create-key --team bench --role submitter 2>>"$work/admin.log" | tail -n 1)
+  [ -n "$key" ] || die "create-key printed nothing"
+  echo "$key"
+}
+
+# Waits (up to 30 s) until http://$1/readyz answers 200 while process $2 lives (log file $3).
+wait_ready() {
+  for _ in $(seq 1 300); do
+    curl -fsS -o /dev/null --max-time 2 "http://$1/readyz" 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || { tail -20 "$3" >&2; die "broker exited"; }
+    sleep 0.1
+  done
+  tail -20 "$3" >&2
+  die "broker not ready"
 }

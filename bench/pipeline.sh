@@ -256,20 +256,12 @@ JSON
 broker_env=(env LABELBROKER_CONFIG="$work/labelbroker.json" LABELBROKER_DATABASE_URL="$database_url"
   LABELBROKER_LISTEN="$listen")
 "${broker_env[@]}" "$broker_bin" check-config >"$work/check-config.log" 2>&1 || { cat "$work/check-config.log" >&2; die "broker config rejected"; }
-"${broker_env[@]}" "$broker_bin" migrate >"$work/migrate.log" 2>&1 || { cat "$work/migrate.log" >&2; die "migrate failed"; }
-"${broker_env[@]}" "$broker_bin" admin create-team bench >/dev/null 2>>"$work/admin.log" || die "create-team failed"
-key=$("${broker_env[@]}" "$broker_bin" admin create-key --team bench --role submitter 2>>"$work/admin.log" | tail -n 1)
-[ -n "$key" ] || die "create-key printed nothing"
+key=$(migrate_and_make_key)
 
 log "starting labelbroker on $listen (dispatch: $workers_per_vendor workers per vendor, batches of $batch)"
 "${broker_env[@]}" "$broker_bin" serve >"$work/broker.stdout" 2>"$work/broker.log" &
 broker_pid=$!
-for _ in $(seq 1 300); do
-  curl -fsS -o /dev/null --max-time 2 "http://$listen/readyz" 2>/dev/null && break
-  kill -0 "$broker_pid" 2>/dev/null || { tail -20 "$work/broker.log" >&2; die "broker exited"; }
-  sleep 0.1
-done
-curl -fsS -o /dev/null --max-time 2 "http://$listen/readyz" || { tail -20 "$work/broker.log" >&2; die "broker not ready"; }
+wait_ready "$listen" "$broker_pid" "$work/broker.log"
 rss_start=$(status_kb "$broker_pid" VmRSS)
 [ "$pg_statements" = 1 ] && sql "SELECT pg_stat_statements_reset()" >/dev/null
 
