@@ -276,16 +276,37 @@ std::set<ItemKey> open_items(pqxx::work& tx, const std::string& job_id) {
   return items;
 }
 
-}  // namespace
+enum class Ending { canceled, deadline, done };
 
-std::optional<DispatchJob> load_dispatch_job(pqxx::connection& c, const std::string& job_id) {
-  if (!common::is_uuid(job_id)) return std::nullopt;
-  pqxx::work tx(c);
-  auto jobs = load_jobs(tx, {job_id});
-  tx.commit();
-  if (jobs.empty()) return std::nullopt;
-  return jobs.begin()->second;
+// Ends a job in the caller's transaction (which holds the job row's lock): outstanding work is
+// stopped and open items labeled from what they have (unless every item is done already), the
+// status set (canceled; else completed when some item got a label, failed when none did), and the
+// job's webhook event written to the outbox.
+void end_job(pqxx::work& tx, const std::string& job_id, const DispatchRules& rules, Ending ending) {
+  if (ending != Ending::done) {
+    stop_units(tx, job_id);
+    finalize_items(tx, open_items(tx, job_id), rules, true);
+  }
+  const bool labeled =
+      !tx.exec_params("SELECT 1 FROM job_items WHERE job_id = $1 AND state = 'labeled' LIMIT 1", job_id).empty();
+  std::string status = labeled ? "completed" : "failed";
+  std::optional<std::string> reason;
+  if (ending == Ending::canceled) {
+    status = "canceled";
+    reason = "canceled by the team";
+  } else if (ending == Ending::deadline) {
+    reason = "deadline";
+  } else if (!labeled) {
+    reason = "no item could be labeled";
+  }
+  tx.exec_params0(
+      "UPDATE jobs SET status = $2, end_reason = $3, finished_at = now(), updated_at = now(), "
+      "  planned_at = coalesce(planned_at, now()) WHERE id = $1",
+      job_id, status, reason);
+  enqueue_job_event(tx, job_id);
 }
+
+}  // namespace
 
 bool plan_next_chunk(pqxx::connection& c, std::size_t chunk, const PlanChunkFn& plan) {
   pqxx::work tx(c);
@@ -595,14 +616,10 @@ std::vector<IngestSummary> record_results(pqxx::connection& c, const std::vector
   for (const auto& row : completed) ++sent_in_group[row["g"].get<std::size_t>()];
   for (const auto& row : failed) ++sent_in_group[row["g"].get<std::size_t>()];
   for (std::size_t g = 0; g < groups.size(); ++g) summaries[g].ignored += sent_in_group[g] - changed_in_group[g];
-  const auto rerouted = reroute_items(tx, moved, rules).size();
+  reroute_items(tx, moved, rules);
   touched.insert(moved.begin(), moved.end());
-  const auto finished = finalize_items(tx, touched, rules, false);
+  finalize_items(tx, touched, rules, false);
   tx.commit();
-  if (!summaries.empty()) {
-    summaries.front().moved = rerouted;
-    summaries.front().items_finished = finished;
-  }
   return summaries;
 }
 
@@ -625,13 +642,7 @@ CancelResult cancel_job(pqxx::connection& c, std::int64_t team_id, const std::st
     result.status = CancelStatus::already_finished;
     return result;
   }
-  stop_units(tx, job_id);
-  finalize_items(tx, open_items(tx, job_id), rules, true);
-  tx.exec_params0(
-      "UPDATE jobs SET status = 'canceled', end_reason = 'canceled by the team', finished_at = now(), "
-      "  updated_at = now(), planned_at = coalesce(planned_at, now()) WHERE id = $1",
-      job_id);
-  enqueue_job_event(tx, job_id);
+  end_job(tx, job_id, rules, Ending::canceled);
   tx.commit();
   result.status = CancelStatus::canceled;
   result.job_status = "canceled";
@@ -684,16 +695,7 @@ std::size_t expire_deadlines(pqxx::connection& c, const DispatchRules& rules) {
         "SELECT id::text FROM jobs WHERE status IN ('queued', 'running') AND deadline <= now() "
         "LIMIT 1 FOR UPDATE SKIP LOCKED");
     if (rows.empty()) return ended;
-    const auto job_id = rows[0][0].as<std::string>();
-    stop_units(tx, job_id);
-    finalize_items(tx, open_items(tx, job_id), rules, true);
-    tx.exec_params0(
-        "UPDATE jobs SET status = CASE WHEN EXISTS (SELECT 1 FROM job_items i WHERE i.job_id = jobs.id "
-        "                                            AND i.state = 'labeled') THEN 'completed' ELSE 'failed' END, "
-        "  end_reason = 'deadline', finished_at = now(), updated_at = now(), "
-        "  planned_at = coalesce(planned_at, now()) WHERE id = $1",
-        job_id);
-    enqueue_job_event(tx, job_id);
+    end_job(tx, rows[0][0].as<std::string>(), rules, Ending::deadline);
     tx.commit();
     ++ended;
   }
@@ -706,17 +708,7 @@ std::size_t finish_jobs(pqxx::connection& c) {
       "AND NOT EXISTS (SELECT 1 FROM job_items i WHERE i.job_id = j.id AND i.state = 'open' "
       "                  AND i.gold_answer IS NULL) "
       "LIMIT 100 FOR UPDATE OF j SKIP LOCKED");
-  for (const auto& r : rows) {
-    const auto job_id = r[0].as<std::string>();
-    tx.exec_params0(
-        "UPDATE jobs SET status = CASE WHEN EXISTS (SELECT 1 FROM job_items i WHERE i.job_id = jobs.id "
-        "                                            AND i.state = 'labeled') THEN 'completed' ELSE 'failed' END, "
-        "  end_reason = CASE WHEN EXISTS (SELECT 1 FROM job_items i WHERE i.job_id = jobs.id "
-        "                                  AND i.state = 'labeled') THEN NULL ELSE 'no item could be labeled' END, "
-        "  finished_at = now(), updated_at = now() WHERE id = $1",
-        job_id);
-    enqueue_job_event(tx, job_id);
-  }
+  for (const auto& r : rows) end_job(tx, r[0].as<std::string>(), DispatchRules{}, Ending::done);
   tx.commit();
   return rows.size();
 }

@@ -37,8 +37,6 @@ struct DispatchJob {
   std::chrono::system_clock::time_point deadline;
 };
 
-std::optional<DispatchJob> load_dispatch_job(pqxx::connection& c, const std::string& job_id);
-
 // ---- planning ---------------------------------------------------------------------------------
 
 // One unit of a plan: this item, judged by these vendors (with their quotes).
@@ -125,8 +123,6 @@ std::vector<vendors::UnitRef> claim_units_to_poll(pqxx::connection& c, const std
 struct IngestSummary {
   std::size_t recorded = 0;  // results that changed a unit
   std::size_t ignored = 0;   // repeats, unknown units, units already finished, not yet done
-  std::size_t moved = 0;     // units the vendor canceled or failed, re-routed
-  std::size_t items_finished = 0;
 };
 
 // Records completed (and vendor-failed) units of one vendor idempotently, re-routes units the
@@ -135,8 +131,7 @@ struct IngestSummary {
 IngestSummary record_results(pqxx::connection& c, const std::string& vendor_id,
                              const std::vector<vendors::UnitResult>& results, const DispatchRules& rules);
 
-// The same for several callbacks at once (group commit): one transaction, one summary per group
-// (moved and items_finished are totals, reported on the first).
+// The same for several callbacks at once (group commit): one transaction, one summary per group.
 struct ResultGroup {
   std::string vendor_id;
   std::vector<vendors::UnitResult> results;

@@ -5,6 +5,7 @@
 #include <set>
 #include <unistd.h>
 
+#include "common/backoff.hpp"
 #include "common/crypto.hpp"
 #include "common/log.hpp"
 #include "db/errors.hpp"
@@ -42,18 +43,25 @@ vendors::WorkUnit unit_for_quote(const db::DispatchJob& job) {
   return unit;
 }
 
+routing::RoutingContext routing_context(const db::DispatchJob& job) {
+  routing::RoutingContext ctx;
+  ctx.job_id = job.id;
+  ctx.team_id = job.team_id;
+  ctx.task_type = job.task_type;
+  ctx.domain = job.domain;
+  ctx.expertise = job.expertise;
+  ctx.eligible = job.eligible_vendors;
+  ctx.redundancy = job.redundancy;
+  return ctx;
+}
+
 }  // namespace
 
 std::chrono::milliseconds retry_backoff(int attempt, std::chrono::milliseconds initial, std::chrono::milliseconds max,
                                         std::optional<std::chrono::milliseconds> retry_after, std::mt19937_64& rng) {
-  const int doublings = std::clamp(attempt - 1, 0, 30);
-  const auto ceiling = std::min<std::int64_t>(max.count(), initial.count() << std::min(doublings, 20));
-  std::uniform_int_distribution<std::int64_t> jitter(0, std::max<std::int64_t>(ceiling, 0));
-  auto wait = std::chrono::milliseconds(jitter(rng));
-  if (retry_after && *retry_after > wait) wait = *retry_after;
-  return wait;
+  return std::max(common::full_jitter_backoff(attempt, initial, max, rng),
+                  retry_after.value_or(std::chrono::milliseconds(0)));
 }
-
 // ---- VendorBook ---------------------------------------------------------------------------------
 
 VendorBook::VendorBook(const vendors::VendorSet& vendors, const std::vector<config::VendorConfig>& configs)
@@ -106,18 +114,6 @@ Dispatch::Dispatch(db::ConnectionPool& pool, const vendors::VendorSet& vendors, 
 std::int64_t Dispatch::quote(const db::DispatchJob& job, const std::string& vendor_id) const {
   const auto* adapter = vendors_.find(vendor_id);
   return adapter ? adapter->quote_micros(unit_for_quote(job)) : 0;
-}
-
-static routing::RoutingContext routing_context(const db::DispatchJob& job) {
-  routing::RoutingContext ctx;
-  ctx.job_id = job.id;
-  ctx.team_id = job.team_id;
-  ctx.task_type = job.task_type;
-  ctx.domain = job.domain;
-  ctx.expertise = job.expertise;
-  ctx.eligible = job.eligible_vendors;
-  ctx.redundancy = job.redundancy;
-  return ctx;
 }
 
 std::vector<db::PlannedItem> Dispatch::plan(const db::DispatchJob& job, const std::vector<std::string>& item_ids) {

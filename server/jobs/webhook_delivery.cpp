@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/backoff.hpp"
 #include "common/build_info.hpp"
 #include "common/crypto.hpp"
 #include "common/log.hpp"
@@ -47,13 +48,8 @@ milliseconds webhook_retry_delay(const config::WebhookConfig& config, int attemp
                                  std::optional<milliseconds> retry_after, std::mt19937_64& rng) {
   const milliseconds cap = std::max(config.backoff_max, milliseconds(0));
   if (retry_after) return std::clamp(*retry_after, milliseconds(0), cap);
-  // backoff_initial * 2^(attempts-1), saturating at the cap instead of overflowing.
-  milliseconds ceiling = std::max(config.backoff_initial, milliseconds(1));
-  for (int i = 1; i < attempts && ceiling < cap; ++i) ceiling *= 2;
-  ceiling = std::min(ceiling, cap);
   // Full jitter: receivers that were down for everyone get their retries spread out, not in waves.
-  std::uniform_int_distribution<std::int64_t> pick(0, ceiling.count());
-  return milliseconds(pick(rng));
+  return common::full_jitter_backoff(attempts, std::max(config.backoff_initial, milliseconds(1)), cap, rng);
 }
 
 WebhookDelivery::WebhookDelivery(db::ConnectionPool& pool, config::WebhookConfig config,

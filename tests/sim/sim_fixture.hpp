@@ -15,6 +15,7 @@
 #include "http/router.hpp"
 #include "http/server.hpp"
 #include "support/http_client.hpp"
+#include "support/loopback_server.hpp"
 #include "vendors/sim/scenario.hpp"
 #include "vendors/sim/simulator.hpp"
 
@@ -137,11 +138,7 @@ class Receiver {
       got_.push_back({r.path, r.target, r.body, r.headers});
       return http::Response::json(200, "{}");
     });
-    http::ServerOptions o;
-    o.port = 0;
-    o.io_threads = 1;
-    o.worker_threads = 2;
-    o.access_log = false;
+    auto o = labelbroker::testing::loopback_server_options();
     o.shutdown_grace = std::chrono::seconds(2);
     server_ = std::make_unique<http::Server>(o, router_, lifecycle_);
     server_->start();

@@ -10,17 +10,13 @@
 #include "http/server.hpp"
 #include "jobs/engine.hpp"
 #include "routing/policy.hpp"
+#include "support/loopback_server.hpp"
 
 namespace labelbroker::testing {
 
 inline http::ServerOptions test_server_options() {
-  http::ServerOptions o;
-  o.host = "127.0.0.1";
-  o.port = 0;
-  o.io_threads = 2;
-  o.worker_threads = 4;
+  auto o = loopback_server_options(2, 4);
   o.shutdown_grace = std::chrono::seconds(30);
-  o.access_log = false;
   return o;
 }
 

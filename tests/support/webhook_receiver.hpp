@@ -14,6 +14,7 @@
 
 #include "http/router.hpp"
 #include "http/server.hpp"
+#include "support/loopback_server.hpp"
 
 namespace labelbroker::testing {
 
@@ -33,7 +34,7 @@ class WebhookReceiver {
     std::string retry_after;  // Retry-After header value, if not empty
   };
 
-  WebhookReceiver() : server_(options(), router_, lifecycle_) {
+  WebhookReceiver() : server_(loopback_server_options(1, 8), router_, lifecycle_) {
     server_.bind();
     router_.add("POST", "/hooks/{name}", [this](http::Request& req) {
       ReceivedHook r{req.path, {}, req.body};
@@ -85,15 +86,6 @@ class WebhookReceiver {
   }
 
  private:
-  static http::ServerOptions options() {
-    http::ServerOptions o;
-    o.host = "127.0.0.1";
-    o.port = 0;
-    o.io_threads = 1;
-    o.worker_threads = 8;
-    o.access_log = false;
-    return o;
-  }
   http::Router router_;
   http::Lifecycle lifecycle_;
   http::Server server_;

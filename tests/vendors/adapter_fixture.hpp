@@ -16,6 +16,7 @@
 #include "config/config.hpp"
 #include "http/router.hpp"
 #include "http/server.hpp"
+#include "support/loopback_server.hpp"
 #include "support/http_client.hpp"
 #include "vendors/registry.hpp"
 #include "vendors/sim/scenario.hpp"
@@ -49,7 +50,7 @@ inline nlohmann::json adapter_test_scenario() {
 // adapter and answers 401 when the adapter rejects them.
 class CallbackReceiver {
  public:
-  CallbackReceiver() : server_(options(), router_, lifecycle_) {
+  CallbackReceiver() : server_(loopback_server_options(1, 2), router_, lifecycle_) {
     server_.bind();
     router_.add("POST", "/v1/callbacks/{vendor}", [this](http::Request& req) {
       vendors::InboundCallback cb;
@@ -91,15 +92,6 @@ class CallbackReceiver {
   }
 
  private:
-  static http::ServerOptions options() {
-    http::ServerOptions o;
-    o.host = "127.0.0.1";
-    o.port = 0;
-    o.io_threads = 1;
-    o.worker_threads = 2;
-    o.access_log = false;
-    return o;
-  }
   http::Router router_;
   http::Lifecycle lifecycle_;
   http::Server server_;

@@ -18,6 +18,7 @@
 #include <boost/beast/ssl.hpp>
 #include <openssl/ssl.h>
 
+#include "common/backoff.hpp"
 #include "common/strings.hpp"
 
 namespace labelbroker::vendors {
@@ -459,13 +460,7 @@ void HttpClient::Impl::give_back(const std::string& origin, std::unique_ptr<Conn
 }
 
 std::chrono::milliseconds HttpClient::Impl::backoff(int attempt) {
-  // Full jitter: uniform in [0, min(max, initial * 2^(attempt-1))], so retries from many units
-  // spread out instead of arriving together.
-  const auto& retry = options_.retry;
-  const long long ceiling =
-      std::min<long long>(retry.max_backoff.count(), retry.initial_backoff.count() << std::min(attempt - 1, 20));
-  std::uniform_int_distribution<long long> pick(0, std::max(0LL, ceiling));
-  return std::chrono::milliseconds(pick(rng_));
+  return common::full_jitter_backoff(attempt, options_.retry.initial_backoff, options_.retry.max_backoff, rng_);
 }
 
 HttpClient::HttpClient(HttpRuntime& runtime, HttpClientOptions options)
