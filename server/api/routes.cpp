@@ -4,6 +4,7 @@
 #include "api/errors.hpp"
 #include "api/health_routes.hpp"
 #include "api/job_routes.hpp"
+#include "api/score_routes.hpp"
 #include "api/vendor_routes.hpp"
 
 namespace labelbroker::api {
@@ -12,6 +13,7 @@ void register_api(http::Router& router, const ApiDependencies& deps) {
   router.set_exception_mapper(map_exception);
   register_health_routes(router, {deps.pool, deps.lifecycle, deps.expected_schema_version});
   register_vendor_routes(router, deps.pool, deps.vendors);
+  register_score_routes(router, deps.pool, deps.vendors, deps.quality);
   register_job_routes(router, deps.pool, deps.vendors, deps.jobs);
   register_dispatch_routes(router, deps.pool, deps.dispatch);
 }

@@ -17,6 +17,7 @@ struct ApiDependencies {
   const vendors::VendorSet& vendors;
   jobs::Dispatch& dispatch;  // callbacks and cancel record through it
   config::JobsConfig jobs = {};
+  config::QualityConfig quality = {};
 };
 
 void register_api(http::Router& router, const ApiDependencies& deps);

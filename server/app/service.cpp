@@ -159,8 +159,9 @@ int serve(const config::Config& cfg) {
     return kExitUsage;
   }
   routing::WeightedRoundRobin policy;
-  jobs::Dispatch dispatch(pool, vendor_set, policy, cfg.vendors);
-  api::register_api(router, {pool, lifecycle, db::expected_schema_version(), vendor_set, dispatch, cfg.jobs});
+  jobs::Dispatch dispatch(pool, vendor_set, policy, cfg.vendors, cfg.quality);
+  api::register_api(router,
+                    {pool, lifecycle, db::expected_schema_version(), vendor_set, dispatch, cfg.jobs, cfg.quality});
   jobs::WebhookDelivery webhooks(pool, cfg.webhooks, vendor_runtime);
   jobs::Engine engine(dispatch, cfg.dispatch, &webhooks);
   server.start();

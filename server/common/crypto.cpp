@@ -74,6 +74,16 @@ std::string random_hex(std::size_t bytes) {
   return to_hex(buf.data(), buf.size());
 }
 
+std::string random_uuid() {
+  std::vector<unsigned char> b(16);
+  if (RAND_bytes(b.data(), 16) != 1) throw std::runtime_error("RAND_bytes failed");
+  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);  // version 4
+  b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);  // RFC 4122 variant
+  const std::string hex = to_hex(b.data(), b.size());
+  return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" + hex.substr(16, 4) + "-" +
+         hex.substr(20);
+}
+
 bool constant_time_equal(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   if (a.empty()) return true;

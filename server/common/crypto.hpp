@@ -19,6 +19,9 @@ std::string base64_encode(std::string_view data);
 // system RNG fails.
 std::string random_hex(std::size_t bytes);
 
+// A random (version 4) UUID in its canonical lower-case text form, from the CSPRNG.
+std::string random_uuid();
+
 // Compares in time that depends only on the lengths, not on where the inputs differ.
 bool constant_time_equal(std::string_view a, std::string_view b);
 

@@ -130,6 +130,16 @@ Config parse_config(std::string_view text, const std::string& source_name, const
     d.finish();
   }
   {
+    auto q = top.object("quality");
+    q.number("gold_rate", cfg.quality.gold_rate, 0, 1);
+    q.number("prior_alpha", cfg.quality.prior_alpha, 0.001, 1e6);
+    q.number("prior_beta", cfg.quality.prior_beta, 0.001, 1e6);
+    q.integer("ds_max_iterations", cfg.quality.ds_max_iterations, 1, 10000);
+    q.number("ds_tolerance", cfg.quality.ds_tolerance, 0, 1);
+    q.millis("scores_cache_ms", cfg.quality.scores_cache, 0, 3600000);
+    q.finish();
+  }
+  {
     auto w = top.object("webhooks");
     w.millis("timeout_ms", cfg.webhooks.timeout, 1, 600000);
     w.millis("backoff_initial_ms", cfg.webhooks.backoff_initial, 1, 3600000);

@@ -95,6 +95,17 @@ struct WebhookConfig {
   std::chrono::milliseconds give_up_after{24 * 3600 * 1000};
 };
 
+// Measuring vendors: gold mixing, the Beta prior on gold accuracy, Dawid-Skene at a job's end,
+// and how long a computed scores response is reused.
+struct QualityConfig {
+  double gold_rate = 0.10;          // gold units per real unit in a batch (at least one when a job has gold)
+  double prior_alpha = 1.0;         // Beta prior on a vendor's gold accuracy: pseudo-counts right ...
+  double prior_beta = 1.0;          // ... and wrong
+  int ds_max_iterations = 50;       // Dawid-Skene EM rounds
+  double ds_tolerance = 1e-6;       // stop when the log-likelihood per item changes less
+  std::chrono::milliseconds scores_cache{1000};  // GET /v1/vendors/scores and /v1/concentration
+};
+
 struct LogConfig {
   std::string level = "info";
   bool access_log = true;
@@ -119,6 +130,7 @@ struct Config {
   JobsConfig jobs;
   DispatchConfig dispatch;
   WebhookConfig webhooks;
+  QualityConfig quality;
   LogConfig log;
   std::string source = "defaults";  // file the values came from, for log lines
 };

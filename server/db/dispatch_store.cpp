@@ -9,6 +9,7 @@
 
 #include "common/crypto.hpp"
 #include "common/strings.hpp"
+#include "db/ledger.hpp"
 
 namespace labelbroker::db {
 namespace {
@@ -111,16 +112,28 @@ json item_keys_param(const std::set<ItemKey>& items) {
 // before reading the items' assignments: under READ COMMITTED the next statement then sees every
 // transaction that touched these items and committed before us. Without it two results for one
 // item, recorded concurrently, could each miss the other's and leave the item open forever.
-void lock_items(pqxx::work& tx, const std::set<ItemKey>& items) {
-  if (items.empty()) return;
+// Returns each item's state as locked.
+struct LockedItem {
+  std::string state;
+  bool gold = false;
+};
+
+std::map<ItemKey, LockedItem> lock_items(pqxx::work& tx, const std::set<ItemKey>& items) {
+  std::map<ItemKey, LockedItem> states;
+  if (items.empty()) return states;
   // One index lookup per key, in the list's (sorted) order.
-  run_prepared(tx, "lb_lock_items",
-      "SELECT 1 FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (job_id uuid, item_id text)) WITH ORDINALITY "
+  auto rows = run_prepared(tx, "lb_lock_items",
+      "SELECT x.job_id::text, x.item_id, l.state, l.gold "
+      "FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (job_id uuid, item_id text)) WITH ORDINALITY "
       "  AS x(job_id, item_id, n) "
-      "CROSS JOIN LATERAL (SELECT 1 FROM job_items i WHERE i.job_id = x.job_id AND i.item_id = x.item_id "
-      "                    FOR UPDATE) l "
+      "CROSS JOIN LATERAL (SELECT i.state, i.gold_answer IS NOT NULL AS gold FROM job_items i "
+      "                    WHERE i.job_id = x.job_id AND i.item_id = x.item_id FOR UPDATE) l "
       "ORDER BY x.n",
       as_param(item_keys_param(items)));
+  for (const auto& r : rows)
+    states.emplace(ItemKey{r[0].as<std::string>(), r[1].as<std::string>()},
+                   LockedItem{r[2].as<std::string>(), r[3].as<bool>()});
+  return states;
 }
 
 // Gives items whose units failed another vendor each (one not used for the item yet), if the
@@ -171,28 +184,49 @@ std::set<ItemKey> reroute_items(pqxx::work& tx, const std::set<ItemKey>& items, 
 // judgment, unlabeled otherwise. Locks the items, so a concurrent result cannot slip in between.
 std::size_t finalize_items(pqxx::work& tx, const std::set<ItemKey>& items, const DispatchRules& rules, bool force) {
   if (items.empty()) return 0;
-  lock_items(tx, items);
-  auto rows = run_prepared(tx, "lb_items_to_finalize",
-      "SELECT x.job_id::text, x.item_id, u.open, u.answers "
+  std::set<ItemKey> open, gold;
+  for (const auto& [key, item] : lock_items(tx, items)) {
+    if (item.state != "open") continue;
+    open.insert(key);
+    if (item.gold) gold.insert(key);
+  }
+  if (open.empty()) return 0;
+  // The items' assignments as plain rows (an index range per item), tallied here: cheaper for
+  // PostgreSQL than aggregating them into JSON per item, and this runs for every result.
+  struct Tally {
+    long in_flight = 0;
+    std::vector<std::string> answers;  // in vendor order: the aggregation sees a stable order
+    std::vector<std::string> vendors;  // parallel to answers
+  };
+  std::map<ItemKey, Tally> tallies;
+  auto rows = run_prepared(tx, "lb_item_assignments",
+      "SELECT x.job_id::text, x.item_id, a.state, a.answer, a.vendor_id "
       "FROM jsonb_to_recordset($1::jsonb) AS x(job_id uuid, item_id text) "
-      "CROSS JOIN LATERAL (SELECT i.state FROM job_items i WHERE i.job_id = x.job_id AND i.item_id = x.item_id) i "
-      "CROSS JOIN LATERAL (SELECT count(*) FILTER (WHERE a.state IN ('queued', 'sending', 'submitted')) AS open, "
-      "                           coalesce(json_agg(a.answer ORDER BY a.vendor_id) "
-      "                                      FILTER (WHERE a.state = 'completed' AND a.answer IS NOT NULL), "
-      "                                    '[]')::text AS answers "
-      "                    FROM assignments a WHERE a.job_id = x.job_id AND a.item_id = x.item_id) u "
-      "WHERE i.state = 'open'",
-      as_param(item_keys_param(items)));
+      "CROSS JOIN LATERAL (SELECT a.state, a.answer, a.vendor_id FROM assignments a "
+      "                    WHERE a.job_id = x.job_id AND a.item_id = x.item_id) a "
+      "ORDER BY 1, 2, a.vendor_id",
+      as_param(item_keys_param(open)));
+  for (const auto& r : rows) {
+    auto& tally = tallies[ItemKey{r[0].as<std::string>(), r[1].as<std::string>()}];
+    const auto state = r[2].as<std::string>();
+    if (state == "queued" || state == "sending" || state == "submitted") ++tally.in_flight;
+    if (state == "completed" && !r[3].is_null()) {
+      tally.answers.push_back(r[3].as<std::string>());
+      tally.vendors.push_back(r[4].as<std::string>());
+    }
+  }
   std::set<std::string> job_ids;
-  for (const auto& r : rows) job_ids.insert(r[0].as<std::string>());
+  for (const auto& key : open) job_ids.insert(key.job_id);
   const auto jobs = load_jobs(tx, job_ids);
   json updates = json::array();
-  for (const auto& r : rows) {
-    if (!force && r[2].as<long>() > 0) continue;
-    const auto job = jobs.find(r[0].as<std::string>());
+  json pairs = json::array();
+  for (const auto& key : open) {
+    const auto& tally = tallies[key];
+    if (!force && tally.in_flight > 0) continue;
+    const auto job = jobs.find(key.job_id);
     if (job == jobs.end()) continue;
-    auto label = rules.aggregate ? rules.aggregate(job->second, json_strings(r[3].as<std::string>())) : std::nullopt;
-    json u = {{"job_id", job->first}, {"item_id", r[1].as<std::string>()}};
+    auto label = rules.aggregate ? rules.aggregate(job->second, tally.answers) : std::nullopt;
+    json u = {{"job_id", key.job_id}, {"item_id", key.item_id}};
     if (label) {
       u["state"] = "labeled";
       u["label"] = label->label;
@@ -205,7 +239,23 @@ std::size_t finalize_items(pqxx::work& tx, const std::set<ItemKey>& items, const
       u["method"] = nullptr;
     }
     updates.push_back(std::move(u));
+    // Every pair of vendors that answered a real item, for agreement and kappa.
+    if (gold.count(key)) continue;
+    for (std::size_t a = 0; a < tally.vendors.size(); ++a)
+      for (std::size_t b = a + 1; b < tally.vendors.size(); ++b) {
+        const bool ordered = tally.vendors[a] < tally.vendors[b];
+        const auto& [va, la] = ordered ? std::tie(tally.vendors[a], tally.answers[a]) : std::tie(tally.vendors[b], tally.answers[b]);
+        const auto& [vb, lb] = ordered ? std::tie(tally.vendors[b], tally.answers[b]) : std::tie(tally.vendors[a], tally.answers[a]);
+        pairs.push_back({{"a", va}, {"b", vb}, {"la", la}, {"lb", lb}, {"job_id", key.job_id}});
+      }
   }
+  if (!pairs.empty())
+    tx.exec_params0(
+        "INSERT INTO agreement_events (vendor_a, vendor_b, domain, task_type, expertise, label_a, label_b) "
+        "SELECT x.a, x.b, j.domain, j.task_type, j.expertise, x.la, x.lb "
+        "FROM jsonb_to_recordset($1::jsonb) AS x(a text, b text, la text, lb text, job_id uuid) "
+        "CROSS JOIN LATERAL (SELECT j.domain, j.task_type, j.expertise FROM jobs j WHERE j.id = x.job_id) j",
+        as_param(pairs));
   if (updates.empty()) return 0;
   run_prepared(tx, "lb_finalize_items",
       "UPDATE job_items i SET state = x.state, label = x.label, confidence = x.confidence, method = x.method, "
@@ -260,7 +310,7 @@ void enqueue_job_event(pqxx::work& tx, const std::string& job_id) {
 void stop_units(pqxx::work& tx, const std::string& job_id) {
   tx.exec_params0(
       "UPDATE assignments SET state = 'canceled', claimed_by = NULL, lease_expires_at = NULL "
-      "WHERE job_id = $1 AND state = 'queued' AND batch_id IS NULL",
+      "WHERE job_id = $1 AND state IN ('queued', 'paused') AND batch_id IS NULL",
       job_id);
   tx.exec_params0(
       "UPDATE assignments SET cancel_requested_at = now() "
@@ -282,11 +332,62 @@ enum class Ending { canceled, deadline, done };
 // stopped and open items labeled from what they have (unless every item is done already), the
 // status set (canceled; else completed when some item got a label, failed when none did), and the
 // job's webhook event written to the outbox.
+// Relabels a job from all its judgments (rules.relabel, i.e. Dawid-Skene) and records each
+// vendor's estimated accuracy on it as a quality event.
+void relabel_job(pqxx::work& tx, const std::string& job_id, const DispatchRules& rules) {
+  if (!rules.relabel) return;
+  const auto jobs = load_jobs(tx, {job_id});
+  if (jobs.empty()) return;
+  const auto& job = jobs.begin()->second;
+  std::vector<JobJudgment> judgments;
+  {
+    auto rows = tx.exec_params(
+        "SELECT a.item_id, a.vendor_id, a.answer FROM assignments a "
+        "JOIN job_items i ON i.job_id = a.job_id AND i.item_id = a.item_id "
+        "WHERE a.job_id = $1 AND a.state = 'completed' AND a.answer IS NOT NULL AND i.gold_answer IS NULL "
+        "  AND i.state = 'labeled' "
+        "ORDER BY a.item_id, a.vendor_id",
+        job_id);
+    judgments.reserve(rows.size());
+    for (const auto& r : rows)
+      judgments.push_back({r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<std::string>()});
+  }
+  if (judgments.empty()) return;
+  const auto relabeled = rules.relabel(job, judgments);
+  constexpr std::size_t kChunk = 5000;
+  for (std::size_t from = 0; from < relabeled.items.size(); from += kChunk) {
+    json updates = json::array();
+    for (std::size_t i = from; i < std::min(relabeled.items.size(), from + kChunk); ++i) {
+      const auto& item = relabeled.items[i];
+      updates.push_back({{"item_id", item.item_id},
+                         {"label", item.label.label},
+                         {"confidence", item.label.confidence},
+                         {"method", item.label.method}});
+    }
+    tx.exec_params0(
+        "UPDATE job_items i SET label = x.label, confidence = x.confidence, method = x.method "
+        "FROM jsonb_to_recordset($2::jsonb) AS x(item_id text, label text, confidence double precision, method text) "
+        "WHERE i.job_id = $1 AND i.item_id = x.item_id AND i.state = 'labeled'",
+        job_id, as_param(updates));
+  }
+  json estimates = json::array();
+  for (const auto& v : relabeled.vendors)
+    estimates.push_back({{"vendor", v.vendor_id}, {"n", v.judgments}, {"correct", v.accuracy * static_cast<double>(v.judgments)}});
+  if (!estimates.empty())
+    tx.exec_params0(
+        "INSERT INTO quality_events (team_id, vendor_id, domain, task_type, expertise, ds_n, ds_correct) "
+        "SELECT j.team_id, x.vendor, j.domain, j.task_type, j.expertise, x.n, x.correct "
+        "FROM jsonb_to_recordset($2::jsonb) AS x(vendor text, n integer, correct double precision) "
+        "CROSS JOIN (SELECT team_id, domain, task_type, expertise FROM jobs WHERE id = $1) j",
+        job_id, as_param(estimates));
+}
+
 void end_job(pqxx::work& tx, const std::string& job_id, const DispatchRules& rules, Ending ending) {
   if (ending != Ending::done) {
     stop_units(tx, job_id);
     finalize_items(tx, open_items(tx, job_id), rules, true);
   }
+  relabel_job(tx, job_id, rules);
   const bool labeled =
       !tx.exec_params("SELECT 1 FROM job_items WHERE job_id = $1 AND state = 'labeled' LIMIT 1", job_id).empty();
   std::string status = labeled ? "completed" : "failed";
@@ -304,6 +405,216 @@ void end_job(pqxx::work& tx, const std::string& job_id, const DispatchRules& rul
       "  planned_at = coalesce(planned_at, now()) WHERE id = $1",
       job_id, status, reason);
   enqueue_job_event(tx, job_id);
+}
+
+// Counts units handed to a vendor and units it refused (for its error rate), one event per
+// vendor and job kind.
+void record_send_events(pqxx::work& tx, const json& outcomes) {
+  if (outcomes.empty()) return;
+  tx.exec_params0(
+      "INSERT INTO quality_events (team_id, vendor_id, domain, task_type, expertise, sends, errors) "
+      "SELECT j.team_id, a.vendor_id, j.domain, j.task_type, j.expertise, count(*) FILTER (WHERE x.ok), "
+      "  count(*) FILTER (WHERE NOT x.ok) "
+      "FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, ok boolean) "
+      "CROSS JOIN LATERAL (SELECT a.vendor_id, a.job_id FROM assignments a WHERE a.id = x.id) a "
+      "CROSS JOIN LATERAL (SELECT j.team_id, j.domain, j.task_type, j.expertise FROM jobs j WHERE j.id = a.job_id) j "
+      "GROUP BY 1, 2, 3, 4, 5",
+      as_param(outcomes));
+}
+
+// Quality events for recorded results: per answer, whether it was gold and right, its cost,
+// latency and punctuality; per unit the vendor failed (not one we asked it to cancel), an error.
+void record_result_events(pqxx::work& tx, const std::vector<std::string>& completed_ids,
+                          const std::vector<std::string>& failed_ids) {
+  auto ids = [](const std::vector<std::string>& v) {
+    json a = json::array();
+    for (const auto& id : v) a.push_back(id);
+    return as_param(a);
+  };
+  if (!completed_ids.empty())
+    run_prepared(tx, "lb_answer_events",
+        "INSERT INTO quality_events (team_id, vendor_id, domain, task_type, expertise, judgments, gold_n, "
+        "  gold_correct, cost_micros, on_time, latency_ms) "
+        "SELECT j.team_id, a.vendor_id, j.domain, j.task_type, j.expertise, (i.gold_answer IS NULL)::int, "
+        "  (i.gold_answer IS NOT NULL)::int, (i.gold_answer IS NOT NULL AND a.answer = i.gold_answer)::int, "
+        "  coalesce(a.cost_micros, 0), "
+        "  (a.completed_at <= j.deadline)::int, "
+        "  greatest(0, (extract(epoch FROM a.completed_at - coalesce(a.submitted_at, a.completed_at)) * 1000))::bigint "
+        "FROM jsonb_array_elements_text($1::jsonb) AS x(id) "
+        "CROSS JOIN LATERAL (SELECT * FROM assignments a WHERE a.id = x.id::uuid) a "
+        "CROSS JOIN LATERAL (SELECT j.team_id, j.domain, j.task_type, j.expertise, j.deadline FROM jobs j "
+        "                    WHERE j.id = a.job_id) j "
+        "CROSS JOIN LATERAL (SELECT i.gold_answer FROM job_items i WHERE i.job_id = a.job_id AND i.item_id = a.item_id) i",
+        ids(completed_ids));
+  if (!failed_ids.empty())
+    tx.exec_params0(
+        "INSERT INTO quality_events (team_id, vendor_id, domain, task_type, expertise, errors) "
+        "SELECT j.team_id, a.vendor_id, j.domain, j.task_type, j.expertise, count(*) "
+        "FROM jsonb_array_elements_text($1::jsonb) AS x(id) "
+        "CROSS JOIN LATERAL (SELECT * FROM assignments a WHERE a.id = x.id::uuid AND a.state = 'failed') a "
+        "CROSS JOIN LATERAL (SELECT j.team_id, j.domain, j.task_type, j.expertise FROM jobs j WHERE j.id = a.job_id) j "
+        "GROUP BY 1, 2, 3, 4, 5",
+        ids(failed_ids));
+}
+
+// Claims due units of one vendor that have never been sent as a new batch, mixes in gold and
+// holds the money, all in the caller's transaction. Units whose job or team budget is spent are
+// paused (the maintenance loop then marks their jobs budget_exhausted); units over the vendor's
+// monthly cap move to another vendor. Returns the batch id, or "" when nothing can be sent.
+std::string claim_new_batch(pqxx::work& tx, const std::string& vendor_id, std::size_t max_units,
+                            const ClaimOptions& options, const DispatchRules& rules) {
+  // Gold takes its share of the batch: of max_units, about max_units / (1 + rate) are real work.
+  std::size_t real_wanted = max_units;
+  if (options.gold_rate > 0 && max_units >= 2)
+    real_wanted = std::max<std::size_t>(
+        1, static_cast<std::size_t>(static_cast<double>(max_units) / (1.0 + options.gold_rate)));
+  auto candidates = tx.exec_params(
+      "SELECT a.id::text, a.job_id::text, a.quote_micros, j.team_id, j.budget_micros, t.monthly_budget_micros, "
+      "  j.gold_count "
+      "FROM (SELECT id, job_id, quote_micros, next_attempt_at FROM assignments "
+      "      WHERE vendor_id = $1 AND state = 'queued' AND batch_id IS NULL AND next_attempt_at <= now() "
+      "      ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED) a "
+      "JOIN jobs j ON j.id = a.job_id JOIN teams t ON t.id = j.team_id "
+      "ORDER BY a.next_attempt_at, a.id",
+      vendor_id, static_cast<long>(real_wanted));
+  if (candidates.empty()) return {};
+
+  struct JobShare {
+    std::size_t units = 0;
+    std::int64_t quote = 0;
+    std::int64_t gold_count = 0;
+    std::int64_t team_id = 0;
+    std::int64_t budget = 0;
+    std::optional<std::int64_t> team_budget;
+  };
+  std::vector<std::string> job_order;
+  std::map<std::string, JobShare> jobs;
+  std::vector<ledger::HoldRequest> real;
+  for (const auto& r : candidates) {
+    ledger::HoldRequest h;
+    h.assignment_id = r[0].as<std::string>();
+    h.job_id = r[1].as<std::string>();
+    h.quote_micros = r[2].as<std::int64_t>();
+    h.team_id = r[3].as<std::int64_t>();
+    h.vendor_id = vendor_id;
+    h.job_budget_micros = r[4].as<std::int64_t>();
+    if (!r[5].is_null()) h.team_monthly_budget_micros = r[5].as<std::int64_t>();
+    auto [it, fresh] = jobs.try_emplace(h.job_id);
+    if (fresh) {
+      job_order.push_back(h.job_id);
+      it->second = {0, h.quote_micros, r[6].as<std::int64_t>(), h.team_id, h.job_budget_micros,
+                    h.team_monthly_budget_micros};
+    }
+    ++it->second.units;
+    real.push_back(std::move(h));
+  }
+
+  const auto refusals = ledger::hold(tx, real, options.vendor_monthly_budget_micros);
+  json claim_ids = json::array(), paused = json::array(), over_vendor_cap = json::array();
+  std::map<std::string, std::size_t> held_per_job;
+  for (std::size_t i = 0; i < real.size(); ++i) {
+    switch (refusals[i]) {
+      case ledger::HoldRefusal::none:
+        claim_ids.push_back(real[i].assignment_id);
+        ++held_per_job[real[i].job_id];
+        break;
+      case ledger::HoldRefusal::job_budget:
+        paused.push_back({{"id", real[i].assignment_id}, {"reason", "job budget"}});
+        break;
+      case ledger::HoldRefusal::team_budget:
+        paused.push_back({{"id", real[i].assignment_id}, {"reason", "team monthly budget"}});
+        break;
+      case ledger::HoldRefusal::vendor_budget:
+        over_vendor_cap.push_back(real[i].assignment_id);
+        break;
+    }
+  }
+  if (!paused.empty())
+    tx.exec_params0(
+        "UPDATE assignments a SET state = 'paused', last_error = x.reason "
+        "FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, reason text) WHERE a.id = x.id",
+        as_param(paused));
+  if (!over_vendor_cap.empty()) {
+    auto moved_rows = tx.exec_params(
+        "UPDATE assignments a SET state = 'failed', error_class = 'budget', "
+        "  last_error = 'the vendor''s monthly spend cap is reached' "
+        "WHERE a.id IN (SELECT value::uuid FROM jsonb_array_elements_text($1::jsonb)) "
+        "RETURNING a.job_id::text, a.item_id",
+        as_param(over_vendor_cap));
+    std::set<ItemKey> moved;
+    for (const auto& r : moved_rows) moved.insert({r[0].as<std::string>(), r[1].as<std::string>()});
+    reroute_items(tx, moved, rules);
+    finalize_items(tx, moved, rules, false);
+  }
+  if (claim_ids.empty()) return {};
+
+  const std::string batch_id = common::random_uuid();
+  tx.exec_params0(
+      "UPDATE assignments SET state = 'sending', batch_id = $2, claimed_by = $3, attempts = attempts + 1, "
+      "  lease_expires_at = now() + $4::double precision * interval '1 millisecond' "
+      "WHERE id IN (SELECT value::uuid FROM jsonb_array_elements_text($1::jsonb))",
+      as_param(claim_ids), batch_id, options.owner, static_cast<double>(options.lease.count()));
+
+  // Gold: for each job in the batch that has gold, about gold_rate of its units (at least one)
+  // as fresh copies of randomly drawn gold items, shaped exactly like real units. Gold is held
+  // after the real work, so a nearly spent budget buys labels before QA.
+  std::size_t gold_room = max_units > claim_ids.size() ? max_units - claim_ids.size() : 0;
+  std::vector<ledger::HoldRequest> gold;
+  std::vector<std::pair<std::string, std::string>> gold_bases;  // job id, gold item id
+  for (const auto& job_id : job_order) {
+    const auto& share = jobs[job_id];
+    const auto held = held_per_job[job_id];
+    if (share.gold_count == 0 || held == 0 || gold_room == 0 || options.gold_rate <= 0) continue;
+    const auto want = std::min<std::size_t>(
+        gold_room, std::max<std::size_t>(1, static_cast<std::size_t>(std::llround(options.gold_rate * held))));
+    auto bases = tx.exec_params(
+        "SELECT item_id FROM job_items WHERE job_id = $1 AND gold_answer IS NOT NULL AND gold_base IS NULL "
+        "ORDER BY random() LIMIT $2",
+        job_id, static_cast<long>(want));
+    for (const auto& b : bases) {
+      ledger::HoldRequest h;
+      h.assignment_id = common::random_uuid();
+      h.job_id = job_id;
+      h.team_id = share.team_id;
+      h.vendor_id = vendor_id;
+      h.quote_micros = share.quote;
+      h.gold = true;
+      h.job_budget_micros = share.budget;
+      h.team_monthly_budget_micros = share.team_budget;
+      gold.push_back(std::move(h));
+      gold_bases.emplace_back(job_id, b[0].as<std::string>());
+    }
+    gold_room -= std::min(gold_room, static_cast<std::size_t>(bases.size()));
+  }
+  if (!gold.empty()) {
+    const auto gold_refusals = ledger::hold(tx, gold, options.vendor_monthly_budget_micros);
+    json copies = json::array();
+    for (std::size_t i = 0; i < gold.size(); ++i) {
+      if (gold_refusals[i] != ledger::HoldRefusal::none) continue;
+      copies.push_back({{"id", gold[i].assignment_id},
+                        {"job_id", gold[i].job_id},
+                        {"base", gold_bases[i].second},
+                        {"item_id", "gold/" + gold_bases[i].second + "/" + gold[i].assignment_id.substr(0, 8) +
+                                        gold[i].assignment_id.substr(9, 4)},
+                        {"quote", gold[i].quote_micros}});
+    }
+    if (!copies.empty()) {
+      tx.exec_params0(
+          "INSERT INTO job_items (job_id, item_id, data, gold_answer, gold_base) "
+          "SELECT x.job_id, x.item_id, g.data, g.gold_answer, x.base "
+          "FROM jsonb_to_recordset($1::jsonb) AS x(job_id uuid, item_id text, base text) "
+          "JOIN job_items g ON g.job_id = x.job_id AND g.item_id = x.base",
+          as_param(copies));
+      tx.exec_params0(
+          "INSERT INTO assignments (id, job_id, item_id, vendor_id, quote_micros, state, batch_id, claimed_by, "
+          "  attempts, lease_expires_at) "
+          "SELECT x.id, x.job_id, x.item_id, $2, x.quote, 'sending', $3, $4, 1, "
+          "  now() + $5::double precision * interval '1 millisecond' "
+          "FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, job_id uuid, item_id text, quote bigint)",
+          as_param(copies), vendor_id, batch_id, options.owner, static_cast<double>(options.lease.count()));
+    }
+  }
+  return batch_id;
 }
 
 }  // namespace
@@ -357,13 +668,13 @@ bool plan_next_chunk(pqxx::connection& c, std::size_t chunk, const PlanChunkFn& 
 }
 
 ClaimedBatch claim_batch(pqxx::connection& c, const std::string& vendor_id, std::size_t max_units,
-                         const std::string& owner, std::chrono::milliseconds lease) {
+                         const ClaimOptions& options, const DispatchRules& rules) {
   ClaimedBatch batch;
   batch.vendor_id = vendor_id;
   pqxx::work tx(c);
   prefer_key_lookups(tx);
   // A batch sent before comes first and whole. The advisory lock makes one claimer own it even
-  // though its rows are locked one by one.
+  // though its rows are locked one by one. Its money was held when it was first claimed.
   auto resend = tx.exec_params(
       "SELECT b.batch_id::text FROM (SELECT DISTINCT batch_id FROM assignments "
       "  WHERE vendor_id = $1 AND state = 'queued' AND batch_id IS NOT NULL AND next_attempt_at <= now() "
@@ -376,7 +687,7 @@ ClaimedBatch claim_batch(pqxx::connection& c, const std::string& vendor_id, std:
         "UPDATE assignments SET state = 'sending', claimed_by = $2, attempts = attempts + 1, "
         "  lease_expires_at = now() + $3::double precision * interval '1 millisecond' "
         "WHERE batch_id = $1 AND state = 'queued'",
-        batch.batch_id, owner, static_cast<double>(lease.count()));
+        batch.batch_id, options.owner, static_cast<double>(options.lease.count()));
     if (claimed.affected_rows() == 0) {
       // Another claimer took this batch between our look and our lock (its rows are 'sending'
       // now): sending it too would race that claimer at the vendor.
@@ -385,16 +696,11 @@ ClaimedBatch claim_batch(pqxx::connection& c, const std::string& vendor_id, std:
       return batch;
     }
   } else {
-    auto claimed = tx.exec_params(
-        "WITH c AS (SELECT id FROM assignments WHERE vendor_id = $1 AND state = 'queued' AND batch_id IS NULL "
-        "             AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED), "
-        "     b AS (SELECT gen_random_uuid() AS id) "
-        "UPDATE assignments a SET state = 'sending', batch_id = b.id, claimed_by = $3, attempts = a.attempts + 1, "
-        "  lease_expires_at = now() + $4::double precision * interval '1 millisecond' "
-        "FROM c, b WHERE a.id = c.id RETURNING b.id::text",
-        vendor_id, static_cast<long>(max_units), owner, static_cast<double>(lease.count()));
-    if (claimed.empty()) return batch;
-    batch.batch_id = claimed[0][0].as<std::string>();
+    batch.batch_id = claim_new_batch(tx, vendor_id, max_units, options, rules);
+    if (batch.batch_id.empty()) {
+      tx.commit();  // keeps what budgets paused or moved
+      return batch;
+    }
   }
   // Every member of the batch is sent, also those that meanwhile completed or moved: some vendors
   // key idempotency on the batch as a whole. Only rows this claim holds change state afterwards.
@@ -499,6 +805,17 @@ std::size_t record_send(pqxx::connection& c, const std::string& owner,
         "FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, at_ms bigint) WHERE a.id = x.id AND a.state = 'failed'",
         as_param(requeue));
   finalize_items(tx, moved, rules, false);
+  std::vector<std::string> failed_ids;
+  json outcomes = json::array();
+  for (const auto& s : submitted)
+    if (common::is_uuid(s.assignment_id)) outcomes.push_back({{"id", s.assignment_id}, {"ok", true}});
+  for (const auto& f : failures) {
+    if (!common::is_uuid(f.assignment_id)) continue;
+    failed_ids.push_back(f.assignment_id);
+    outcomes.push_back({{"id", f.assignment_id}, {"ok", false}});
+  }
+  ledger::close(tx, failed_ids);  // units given up here release their hold; retried ones keep it
+  record_send_events(tx, outcomes);
   tx.commit();
   return rerouted.size();
 }
@@ -571,12 +888,14 @@ std::vector<IngestSummary> record_results(pqxx::connection& c, const std::vector
   std::set<ItemKey> touched;
   std::set<ItemKey> moved;
   std::vector<std::size_t> changed_in_group(groups.size(), 0);
+  std::vector<std::string> completed_ids, failed_ids;
   // Only units still in flight take a result: a repeated callback, or one for a unit we gave up on,
   // changes nothing. A unit asked to cancel that the vendor worked anyway keeps its result. A row
   // is found by the assignment id the vendor echoed, else by the vendor's task id (two statements:
   // each a plain index lookup).
   auto apply = [&](const std::string& statement, const std::string& set_and_columns, const std::string& state_filter,
-                   std::vector<json>& rows, std::set<ItemKey>& into, bool count_recorded) {
+                   std::vector<json>& rows, std::set<ItemKey>& into, std::vector<std::string>& ids,
+                   bool count_recorded) {
     json by_id = json::array(), by_task = json::array();
     for (auto& row : rows) (row["id"].is_null() ? by_task : by_id).push_back(row);
     const std::tuple<const json*, const char*, const char*> variants[] = {
@@ -588,13 +907,14 @@ std::vector<IngestSummary> record_results(pqxx::connection& c, const std::vector
       (void)statement;
       (void)suffix;
       auto changed = tx.exec_params(set_and_columns + " WHERE " + match + " AND a.vendor_id = x.vendor AND " +
-                                        state_filter + " RETURNING x.g, a.job_id::text, a.item_id",
+                                        state_filter + " RETURNING x.g, a.job_id::text, a.item_id, a.id::text",
                                     as_param(*list));
       for (const auto& r : changed) {
         const auto g = r[0].as<std::size_t>();
         ++changed_in_group[g];
         if (count_recorded) ++summaries[g].recorded;
         into.insert({r[1].as<std::string>(), r[2].as<std::string>()});
+        ids.push_back(r[3].as<std::string>());
       }
     }
   };
@@ -605,13 +925,13 @@ std::vector<IngestSummary> record_results(pqxx::connection& c, const std::vector
         "  submitted_at = coalesce(a.submitted_at, now()), claimed_by = NULL, lease_expires_at = NULL "
         "FROM jsonb_to_recordset($1::jsonb) AS x(g int, vendor text, id uuid, task text, answer text, worker text, "
         "  ms bigint, cost bigint, at_ms bigint)",
-        "a.state IN ('queued', 'sending', 'submitted')", completed, touched, true);
+        "a.state IN ('queued', 'sending', 'submitted')", completed, touched, completed_ids, true);
   apply("lb_record_vendor_failed", "UPDATE assignments a SET state = CASE WHEN a.cancel_requested_at IS NOT NULL THEN 'canceled' "
         "                                      ELSE 'failed' END, "
         "  error_class = 'vendor', last_error = 'the vendor canceled or failed the task', "
         "  claimed_by = NULL, lease_expires_at = NULL "
         "FROM jsonb_to_recordset($1::jsonb) AS x(g int, vendor text, id uuid, task text)",
-        "a.state = 'submitted'", failed, moved, false);
+        "a.state = 'submitted'", failed, moved, failed_ids, false);
   std::vector<std::size_t> sent_in_group(groups.size(), 0);
   for (const auto& row : completed) ++sent_in_group[row["g"].get<std::size_t>()];
   for (const auto& row : failed) ++sent_in_group[row["g"].get<std::size_t>()];
@@ -619,6 +939,10 @@ std::vector<IngestSummary> record_results(pqxx::connection& c, const std::vector
   reroute_items(tx, moved, rules);
   touched.insert(moved.begin(), moved.end());
   finalize_items(tx, touched, rules, false);
+  record_result_events(tx, completed_ids, failed_ids);
+  std::vector<std::string> closing = completed_ids;
+  closing.insert(closing.end(), failed_ids.begin(), failed_ids.end());
+  ledger::close(tx, closing);
   tx.commit();
   return summaries;
 }
@@ -683,6 +1007,10 @@ void record_cancel_outcomes(pqxx::connection& c, const std::vector<std::string>&
         "UPDATE assignments SET cancel_requested_at = 'infinity' WHERE state = 'submitted' "
         "AND id IN (SELECT value::uuid FROM jsonb_array_elements_text($1::jsonb))",
         ids(keep));
+  std::vector<std::string> closing;
+  for (const auto& id : canceled)
+    if (common::is_uuid(id)) closing.push_back(id);
+  ledger::close(tx, closing);
   tx.commit();
 }
 
@@ -692,7 +1020,7 @@ std::size_t expire_deadlines(pqxx::connection& c, const DispatchRules& rules) {
     pqxx::work tx(c);
     prefer_key_lookups(tx);
     auto rows = tx.exec(
-        "SELECT id::text FROM jobs WHERE status IN ('queued', 'running') AND deadline <= now() "
+        "SELECT id::text FROM jobs WHERE status IN ('queued', 'running', 'budget_exhausted') AND deadline <= now() "
         "LIMIT 1 FOR UPDATE SKIP LOCKED");
     if (rows.empty()) return ended;
     end_job(tx, rows[0][0].as<std::string>(), rules, Ending::deadline);
@@ -701,16 +1029,71 @@ std::size_t expire_deadlines(pqxx::connection& c, const DispatchRules& rules) {
   }
 }
 
-std::size_t finish_jobs(pqxx::connection& c) {
+std::size_t finish_jobs(pqxx::connection& c, const DispatchRules& rules) {
   pqxx::work tx(c);
   auto rows = tx.exec(
       "SELECT j.id::text FROM jobs j WHERE j.status = 'running' AND j.planned_at IS NOT NULL "
       "AND NOT EXISTS (SELECT 1 FROM job_items i WHERE i.job_id = j.id AND i.state = 'open' "
       "                  AND i.gold_answer IS NULL) "
-      "LIMIT 100 FOR UPDATE OF j SKIP LOCKED");
-  for (const auto& r : rows) end_job(tx, r[0].as<std::string>(), DispatchRules{}, Ending::done);
+      "LIMIT 10 FOR UPDATE OF j SKIP LOCKED");
+  for (const auto& r : rows) end_job(tx, r[0].as<std::string>(), rules, Ending::done);
   tx.commit();
   return rows.size();
+}
+
+std::size_t mark_budget_exhausted(pqxx::connection& c) {
+  std::size_t marked = 0;
+  while (true) {
+    pqxx::work tx(c);
+    auto rows = tx.exec(
+        "SELECT j.id::text, p.reason FROM (SELECT DISTINCT ON (job_id) job_id, last_error AS reason "
+        "                                 FROM assignments WHERE state = 'paused') p "
+        "JOIN jobs j ON j.id = p.job_id WHERE j.status IN ('queued', 'running') "
+        "LIMIT 1 FOR UPDATE OF j SKIP LOCKED");
+    if (rows.empty()) return marked;
+    const auto job_id = rows[0][0].as<std::string>();
+    const auto reason = rows[0][1].is_null() ? std::string("job budget") : rows[0][1].as<std::string>();
+    tx.exec_params0(
+        "UPDATE assignments SET state = 'paused', last_error = $2 "
+        "WHERE job_id = $1 AND state = 'queued' AND batch_id IS NULL",
+        job_id, reason);
+    tx.exec_params0(
+        "UPDATE jobs SET status = 'budget_exhausted', budget_reason = $2, updated_at = now() WHERE id = $1",
+        job_id, reason);
+    enqueue_job_event(tx, job_id);
+    tx.commit();
+    ++marked;
+  }
+}
+
+BudgetChange set_job_budget(pqxx::connection& c, std::int64_t team_id, const std::string& job_id,
+                            std::int64_t budget_micros) {
+  if (!common::is_uuid(job_id)) return BudgetChange::not_found;
+  pqxx::work tx(c);
+  auto rows =
+      tx.exec_params("SELECT status FROM jobs WHERE id = $1 AND team_id = $2 FOR UPDATE", job_id, team_id);
+  if (rows.empty()) return BudgetChange::not_found;
+  const auto status = rows[0][0].as<std::string>();
+  if (status == "completed" || status == "failed" || status == "canceled") return BudgetChange::finished;
+  tx.exec_params0("UPDATE jobs SET budget_micros = $2, updated_at = now() WHERE id = $1", job_id, budget_micros);
+  tx.exec_params0("UPDATE budget_accounts SET limit_micros = $2, updated_at = now() WHERE key = $1",
+                  ledger::job_account(job_id), budget_micros);
+  auto result = BudgetChange::changed;
+  if (status == "budget_exhausted") {
+    const auto balance = ledger::job_balance(tx, job_id);
+    if (balance.held_micros + balance.spent_micros < budget_micros) {
+      // Resumes; if the team's monthly budget is what ran out, the next claim pauses it again.
+      tx.exec_params0(
+          "UPDATE assignments SET state = 'queued', next_attempt_at = now(), last_error = NULL "
+          "WHERE job_id = $1 AND state = 'paused'",
+          job_id);
+      tx.exec_params0(
+          "UPDATE jobs SET status = 'running', budget_reason = NULL, updated_at = now() WHERE id = $1", job_id);
+      result = BudgetChange::resumed;
+    }
+  }
+  tx.commit();
+  return result;
 }
 
 }  // namespace labelbroker::db

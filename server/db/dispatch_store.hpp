@@ -67,12 +67,6 @@ struct ClaimedBatch {
   std::vector<ClaimedUnit> units;
 };
 
-// Claims up to `max_units` due units of one vendor for `owner` until now + lease. A batch that was
-// sent before (retry, or taken over from a crashed process) is claimed whole and first, so it is
-// re-sent exactly as it was first sent. Empty batch: nothing due.
-ClaimedBatch claim_batch(pqxx::connection& c, const std::string& vendor_id, std::size_t max_units,
-                         const std::string& owner, std::chrono::milliseconds lease);
-
 struct SendFailure {
   std::string assignment_id;
   vendors::ErrorClass error_class = vendors::ErrorClass::retryable;
@@ -92,6 +86,27 @@ struct ItemLabel {
   double confidence = 0;
   std::string method;
 };
+// One answer to a real item, as a job's end relabelling sees it.
+struct JobJudgment {
+  std::string item_id;
+  std::string vendor_id;
+  std::string answer;
+};
+struct RelabeledItem {
+  std::string item_id;
+  ItemLabel label;
+};
+// A vendor's estimated accuracy on one job, over `judgments` answers.
+struct VendorEstimate {
+  std::string vendor_id;
+  double accuracy = 0;
+  std::int64_t judgments = 0;
+};
+struct JobRelabel {
+  std::vector<RelabeledItem> items;  // only items whose label, confidence or method changes
+  std::vector<VendorEstimate> vendors;
+};
+
 struct DispatchRules {
   // Another vendor for an item of `job`, not one of `used`: vendor id and quote. nullopt: none left.
   std::function<std::optional<std::pair<std::string, std::int64_t>>(const DispatchJob& job,
@@ -99,6 +114,9 @@ struct DispatchRules {
       reroute;
   // The item's label from its answers; nullopt when there are none.
   std::function<std::optional<ItemLabel>(const DispatchJob& job, const std::vector<std::string>& answers)> aggregate;
+  // Labels a whole job again from all its judgments when it ends (Dawid-Skene); unset: the
+  // per-item labels stand.
+  std::function<JobRelabel(const DispatchJob& job, const std::vector<JobJudgment>& judgments)> relabel;
 };
 
 // Records a send's outcome for the units `owner` still holds: submitted ones get their vendor task
@@ -112,6 +130,24 @@ std::size_t record_send(pqxx::connection& c, const std::string& owner,
 // Makes units whose lease expired (their process died or stalled) claimable again, as the same
 // batch. Returns how many.
 std::size_t release_expired_leases(pqxx::connection& c);
+
+struct ClaimOptions {
+  std::string owner;  // this process's claim token
+  std::chrono::milliseconds lease{60000};
+  // Gold units mixed into a new batch per real unit of a job that has gold (at least one).
+  double gold_rate = 0.10;
+  // The vendor's monthly spend cap (config); nullopt: none.
+  std::optional<std::int64_t> vendor_monthly_budget_micros;
+};
+
+// Claims up to `max_units` due units of one vendor for `options.owner` until now + lease. A batch
+// that was sent before (retry, or taken over from a crashed process) is claimed whole and first,
+// so it is re-sent exactly as it was first sent. A new batch holds each unit's quote in the
+// ledger first (job, team-month and vendor-month budgets): units over the job's or team's budget
+// are paused, units over the vendor's cap move to another vendor (`rules.reroute`). Gold copies
+// join a new batch at `gold_rate`. Empty batch: nothing to send.
+ClaimedBatch claim_batch(pqxx::connection& c, const std::string& vendor_id, std::size_t max_units,
+                         const ClaimOptions& options, const DispatchRules& rules);
 
 // ---- results ----------------------------------------------------------------------------------
 
@@ -171,7 +207,21 @@ void record_cancel_outcomes(pqxx::connection& c, const std::vector<std::string>&
 std::size_t expire_deadlines(pqxx::connection& c, const DispatchRules& rules);
 
 // Ends running, fully planned jobs with no open item: completed (some item labeled) or failed
-// (none), writing the job's webhook event to the outbox in the same transaction. Returns how many.
-std::size_t finish_jobs(pqxx::connection& c);
+// (none), writing the job's webhook event to the outbox in the same transaction. Every ending
+// (also cancel and deadline) relabels the job with `rules.relabel` first and records the
+// vendors' estimated accuracies. Returns how many.
+std::size_t finish_jobs(pqxx::connection& c, const DispatchRules& rules);
+
+// ---- budgets ----------------------------------------------------------------------------------
+
+// Running jobs with units paused by a spent budget become budget_exhausted (with the reason, and
+// their webhook event): every unit not yet sent is paused, planning stops. Returns how many.
+std::size_t mark_budget_exhausted(pqxx::connection& c);
+
+enum class BudgetChange { changed, resumed, not_found, finished };
+// Sets a team's job budget. A budget_exhausted job whose new budget leaves room resumes: it runs
+// again and its paused units are queued. A finished job's budget cannot change.
+BudgetChange set_job_budget(pqxx::connection& c, std::int64_t team_id, const std::string& job_id,
+                            std::int64_t budget_micros);
 
 }  // namespace labelbroker::db

@@ -8,7 +8,9 @@
 #include "common/backoff.hpp"
 #include "common/crypto.hpp"
 #include "common/log.hpp"
+#include "common/money.hpp"
 #include "db/errors.hpp"
+#include "db/quality_store.hpp"
 #include "jobs/aggregate.hpp"
 #include "jobs/webhook_delivery.hpp"
 
@@ -88,6 +90,16 @@ std::vector<routing::VendorState> VendorBook::states() const {
   return states;
 }
 
+std::optional<std::int64_t> VendorBook::monthly_cap(const std::string& vendor_id) const {
+  for (const auto& c : configs_) {
+    if (c.id != vendor_id) continue;
+    // Already validated by the adapter's factory at start-up.
+    const auto cap = c.settings.value("monthly_spend_cap_usd", std::string());
+    if (!cap.empty()) return common::parse_usd_micros(cap);
+  }
+  return std::nullopt;
+}
+
 void VendorBook::record_success(const std::string& vendor_id) {
   std::lock_guard lock(mutex_);
   health_[vendor_id] = Health{};
@@ -108,8 +120,8 @@ void VendorBook::record_failure(const std::string& vendor_id) {
 // ---- Dispatch -----------------------------------------------------------------------------------
 
 Dispatch::Dispatch(db::ConnectionPool& pool, const vendors::VendorSet& vendors, routing::RoutingPolicy& policy,
-                   const std::vector<config::VendorConfig>& configs)
-    : pool_(pool), vendors_(vendors), policy_(policy), book_(vendors, configs) {}
+                   const std::vector<config::VendorConfig>& configs, const config::QualityConfig& quality)
+    : pool_(pool), vendors_(vendors), policy_(policy), book_(vendors, configs), quality_(quality) {}
 
 std::int64_t Dispatch::quote(const db::DispatchJob& job, const std::string& vendor_id) const {
   const auto* adapter = vendors_.find(vendor_id);
@@ -148,6 +160,21 @@ db::DispatchRules Dispatch::rules() {
     if (!label) return std::nullopt;
     return db::ItemLabel{label->label, label->confidence, label->method};
   };
+  quality::DawidSkeneOptions ds;
+  ds.max_iterations = quality_.ds_max_iterations;
+  ds.tolerance = quality_.ds_tolerance;
+  rules.relabel = [ds](const db::DispatchJob& job, const std::vector<db::JobJudgment>& judgments) {
+    std::vector<ItemAnswer> answers;
+    answers.reserve(judgments.size());
+    for (const auto& j : judgments) answers.push_back({j.item_id, j.vendor_id, j.answer});
+    const auto labels = dawid_skene_labels(job.labels, answers, ds);
+    db::JobRelabel out;
+    out.items.reserve(labels.items.size());
+    for (const auto& item : labels.items)
+      out.items.push_back({item.item_id, {item.label.label, item.label.confidence, item.label.method}});
+    for (const auto& v : labels.vendors) out.vendors.push_back({v.vendor_id, v.accuracy, v.judgments});
+    return out;
+  };
   return rules;
 }
 
@@ -159,6 +186,7 @@ struct Dispatch::PendingResults {
 
 namespace {
 constexpr int kResultWriters = 2;
+constexpr std::size_t kRollupBatch = 20000;  // events per rollup transaction
 constexpr std::size_t kMaxGroupsPerCommit = 256;
 }  // namespace
 
@@ -285,11 +313,17 @@ void Engine::run_planner() {
 void Engine::run_dispatcher(vendors::VendorAdapter* adapter) {
   std::mt19937_64 rng(std::random_device{}());
   const auto batch_size = std::max<std::size_t>(1, adapter->capabilities().max_batch_size);
+  const auto rules = dispatch_.rules();
+  db::ClaimOptions claim;
+  claim.owner = owner_;
+  claim.lease = options_.lease;
+  claim.gold_rate = dispatch_.quality().gold_rate;
+  claim.vendor_monthly_budget_micros = dispatch_.book().monthly_cap(adapter->id());
   while (!stopping_) {
     bool sent = false;
     guarded("dispatch", [&] {
       auto batch = with_retry(dispatch_.pool(), [&](auto& c) {
-        return db::claim_batch(c, adapter->id(), batch_size, owner_, options_.lease);
+        return db::claim_batch(c, adapter->id(), batch_size, claim, rules);
       });
       if (!batch.units.empty()) {
         send_batch(*adapter, batch, rng);
@@ -430,7 +464,11 @@ void Engine::run_maintenance() {
         log::info("took over expired claims", {{"units", n}});
       if (auto n = with_retry(pool, [&](auto& c) { return db::expire_deadlines(c, rules); }); n > 0)
         log::info("jobs ended at their deadline", {{"jobs", n}});
-      while (with_retry(pool, [](auto& c) { return db::finish_jobs(c); }) > 0) {
+      if (auto n = with_retry(pool, [](auto& c) { return db::mark_budget_exhausted(c); }); n > 0)
+        log::info("jobs stopped by their budget", {{"jobs", n}});
+      while (with_retry(pool, [&](auto& c) { return db::finish_jobs(c, rules); }) > 0) {
+      }
+      while (with_retry(pool, [](auto& c) { return db::roll_up_quality(c, kRollupBatch); }) >= kRollupBatch) {
       }
     });
     if (!pause(options_.maintenance_interval)) return;

@@ -42,6 +42,8 @@ class VendorBook {
  public:
   VendorBook(const vendors::VendorSet& vendors, const std::vector<config::VendorConfig>& configs);
   std::vector<routing::VendorState> states() const;
+  // The vendor's "monthly_spend_cap_usd" in micro-dollars; nullopt: none.
+  std::optional<std::int64_t> monthly_cap(const std::string& vendor_id) const;
   void record_success(const std::string& vendor_id);
   void record_failure(const std::string& vendor_id);
 
@@ -61,7 +63,7 @@ class Dispatch {
   ~Dispatch();
   // configs: the `vendors` section, for enabled/weight (may be empty: every vendor enabled, weight 1).
   Dispatch(db::ConnectionPool& pool, const vendors::VendorSet& vendors, routing::RoutingPolicy& policy,
-           const std::vector<config::VendorConfig>& configs = {});
+           const std::vector<config::VendorConfig>& configs = {}, const config::QualityConfig& quality = {});
 
   // The domain decisions the stores apply inside their transactions.
   db::DispatchRules rules();
@@ -78,6 +80,7 @@ class Dispatch {
   db::ConnectionPool& pool() { return pool_; }
   const vendors::VendorSet& vendors() const { return vendors_; }
   VendorBook& book() { return book_; }
+  const config::QualityConfig& quality() const { return quality_; }
 
  private:
   std::int64_t quote(const db::DispatchJob& job, const std::string& vendor_id) const;
@@ -88,6 +91,7 @@ class Dispatch {
   const vendors::VendorSet& vendors_;
   routing::RoutingPolicy& policy_;
   VendorBook book_;
+  config::QualityConfig quality_;
 
   std::mutex ingest_mutex_;
   std::condition_variable ingest_ready_;

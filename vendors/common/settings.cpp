@@ -12,6 +12,13 @@ CommonSettings read_common_settings(config::JsonReader& reader, const config::Ve
   reader.string("kind", s.kind);
   reader.boolean("enabled", s.enabled);
   reader.number("weight", s.weight, 0, 1000);
+  std::string cap;
+  reader.string("monthly_spend_cap_usd", cap);
+  if (!cap.empty()) {
+    s.monthly_spend_cap_micros = common::parse_usd_micros(cap);
+    if (!s.monthly_spend_cap_micros)
+      reader.fail(reader.child_path("monthly_spend_cap_usd"), "must be a decimal amount of US dollars, e.g. \"5000.00\"");
+  }
 
   reader.require("base_url");
   reader.string("base_url", s.base_url);

@@ -6,6 +6,7 @@
 //         retry {max_attempts, initial_backoff_ms, max_backoff_ms, max_retry_after_ms}}
 // Each adapter factory calls read_common_settings() on its reader, then reads its own keys and
 // calls reader.finish(), so a typo anywhere in the entry stops start-up with its JSON path.
+#include <optional>
 #include <string>
 
 #include "config/config.hpp"
@@ -23,6 +24,8 @@ struct CommonSettings {
   config::Secret callback_secret;
   bool enabled = true;
   double weight = 1.0;  // relative share of new work under round-robin routing; 0: none
+  // "monthly_spend_cap_usd": the most the broker holds and spends at this vendor per UTC month.
+  std::optional<std::int64_t> monthly_spend_cap_micros;
   Capabilities capabilities;
   HttpClientOptions http;
 };
