@@ -4,6 +4,7 @@
 
 #include "api/auth.hpp"
 #include "common/log.hpp"
+#include "common/money.hpp"
 #include "http/problem.hpp"
 
 namespace labelbroker::api {
@@ -35,12 +36,55 @@ http::Response vendor_callback(jobs::Dispatch& dispatch, http::Request& request)
   return http::Response::json(200, nlohmann::json{{"recorded", summary.recorded}, {"ignored", summary.ignored}}.dump());
 }
 
+// PATCH /v1/jobs/{id}: {"budget_usd": "..."}, the one mutable property of a submitted job.
+http::Response patch_job(jobs::Dispatch& dispatch, http::Request& request, const Caller& caller) {
+  const std::string job_id(request.path_param("id"));
+  auto body = nlohmann::json::parse(request.body, nullptr, false);
+  if (body.is_discarded())
+    return http::problem(400, "invalid-json", "Invalid JSON", "the body is not valid JSON");
+  std::vector<http::FieldError> errors;
+  std::optional<std::int64_t> budget;
+  if (!body.is_object()) {
+    errors.push_back({"", "must be an object"});
+  } else {
+    for (const auto& [key, value] : body.items())
+      if (key != "budget_usd") errors.push_back({"/" + http::json_pointer_escape(key), "unknown or read-only field"});
+    if (!body.contains("budget_usd")) {
+      errors.push_back({"/budget_usd", "is required"});
+    } else if (!body["budget_usd"].is_string() ||
+               !(budget = common::parse_usd_micros(body["budget_usd"].get<std::string>()))) {
+      errors.push_back({"/budget_usd", "must be a decimal amount of US dollars as a string, e.g. \"250.00\""});
+    }
+  }
+  if (!errors.empty()) return http::problem(422, "invalid-job", "Invalid job", "The change is not valid.", errors);
+  const auto change = dispatch.set_budget(caller.team_id, job_id, *budget);
+  switch (change) {
+    case db::BudgetChange::not_found:
+      return http::problem(404, "not-found", "Not found", "no job with this id");
+    case db::BudgetChange::finished:
+      return http::problem(409, "job-finished", "Job already finished", "a finished job's budget cannot change");
+    case db::BudgetChange::changed:
+    case db::BudgetChange::resumed:
+      break;
+  }
+  const auto status = dispatch.job_status(caller.team_id, job_id);
+  return http::Response::json(200, nlohmann::json{{"id", job_id},
+                                                  {"status", status},
+                                                  {"budget_usd", common::format_usd(*budget)},
+                                                  {"resumed", change == db::BudgetChange::resumed}}
+                                       .dump());
+}
+
 }  // namespace
 
 void register_dispatch_routes(http::Router& router, db::ConnectionPool& pool, jobs::Dispatch& dispatch) {
   router.add("POST", "/v1/callbacks/{vendor_id}",
              [&dispatch](http::Request& request) { return vendor_callback(dispatch, request); });
 
+  router.add("PATCH", "/v1/jobs/{id}",
+             require_role(pool, auth::Role::submitter, [&dispatch](http::Request& request, const Caller& caller) {
+               return patch_job(dispatch, request, caller);
+             }));
   router.add("POST", "/v1/jobs/{id}/cancel",
              require_role(pool, auth::Role::submitter, [&dispatch](http::Request& request, const Caller& caller) {
                const std::string job_id(request.path_param("id"));

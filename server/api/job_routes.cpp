@@ -15,6 +15,7 @@
 #include "common/log.hpp"
 #include "common/money.hpp"
 #include "common/time.hpp"
+#include "db/gold_store.hpp"
 #include "db/job_store.hpp"
 #include "http/problem.hpp"
 #include "jobs/job_spec.hpp"
@@ -24,9 +25,6 @@ namespace {
 
 using nlohmann::json;
 
-// Deeper JSON is refused before it is built: nothing in a job needs it, and deeply nested
-// documents make recursive code (serialisation, comparison) exhaust the stack.
-constexpr std::size_t kMaxJsonDepth = 64;
 constexpr std::size_t kDefaultPageSize = 50;
 constexpr std::size_t kMaxListPageSize = 500;
 constexpr std::size_t kDefaultResultsPageSize = 1000;
@@ -34,60 +32,11 @@ constexpr std::size_t kMaxResultsPageSize = 10000;
 
 // ---- request bodies ------------------------------------------------------------------------
 
-// Builds the document like nlohmann's DOM parser, but stops at kMaxJsonDepth and at strings
-// holding U+0000 (PostgreSQL can store it in neither text nor jsonb).
-class BoundedDomParser : public nlohmann::detail::json_sax_dom_parser<json> {
- public:
-  using Base = nlohmann::detail::json_sax_dom_parser<json>;
-  explicit BoundedDomParser(json& root) : Base(root, false) {}
-
-  bool start_object(std::size_t n) { return deeper() && Base::start_object(n); }
-  bool start_array(std::size_t n) { return deeper() && Base::start_array(n); }
-  bool end_object() {
-    --depth_;
-    return Base::end_object();
-  }
-  bool end_array() {
-    --depth_;
-    return Base::end_array();
-  }
-  bool key(std::string& s) { return no_nul(s) && Base::key(s); }
-  bool string(std::string& s) { return no_nul(s) && Base::string(s); }
-  template <class Exception>
-  bool parse_error(std::size_t position, const std::string& token, const Exception& e) {
-    if (problem_.empty()) problem_ = e.what();
-    return Base::parse_error(position, token, e);
-  }
-
-  const std::string& problem() const { return problem_; }
-
- private:
-  bool deeper() {
-    if (++depth_ <= kMaxJsonDepth) return true;
-    problem_ = "the document is nested more than " + std::to_string(kMaxJsonDepth) + " levels deep";
-    return false;
-  }
-  bool no_nul(const std::string& s) {
-    if (s.find('\0') == std::string::npos) return true;
-    problem_ = "strings must not contain U+0000";
-    return false;
-  }
-
-  std::size_t depth_ = 0;
-  std::string problem_;
-};
-
 // The parsed body, or the 400 problem to answer.
 std::variant<json, http::Response> parse_body(std::string_view body) {
-  json doc;
-  BoundedDomParser parser(doc);
-  const bool ok = json::sax_parse(body.begin(), body.end(), &parser, json::input_format_t::json, false);
-  if (ok && !parser.is_errored()) return doc;
-  std::string why = parser.problem().empty() ? "the body is not valid JSON" : parser.problem();
-  // nlohmann's messages start with "[json.exception.parse_error.101] ": keep the readable part.
-  if (auto bracket = why.find("] "); why.rfind("[json.exception", 0) == 0 && bracket != std::string::npos)
-    why = why.substr(bracket + 2);
-  return http::problem(400, "invalid-json", "Invalid JSON", why);
+  auto parsed = jobs::parse_document(body);
+  if (parsed.problem.empty()) return std::move(parsed.document);
+  return http::problem(400, "invalid-json", "Invalid JSON", parsed.problem);
 }
 
 http::Response validation_problem(std::string detail, std::vector<http::FieldError> errors) {
@@ -182,7 +131,8 @@ json job_summary(const db::JobRecord& j) {
   };
 }
 
-constexpr const char* kAssignmentStates[] = {"queued", "sending", "submitted", "completed", "failed", "canceled"};
+constexpr const char* kAssignmentStates[] = {"queued",    "paused", "sending", "submitted",
+                                             "completed", "failed", "canceled"};
 
 json job_detail(const db::JobDetail& d) {
   const auto& j = d.job;
@@ -219,6 +169,14 @@ json job_detail(const db::JobDetail& d) {
   }
   out["per_vendor"] = per_vendor;
   out["spend_usd"] = common::format_usd(spend);
+  out["gold_set"] = j.gold_set_id ? json(*j.gold_set_id) : json(nullptr);
+  out["budget"] = {{"budget_usd", common::format_usd(j.budget_micros)},
+                   {"held_usd", common::format_usd(d.held_micros)},
+                   {"spent_usd", common::format_usd(d.spent_micros)},
+                   {"remaining_usd", common::format_usd(std::max<std::int64_t>(
+                                         0, j.budget_micros - d.held_micros - d.spent_micros))},
+                   {"qa_overhead_usd", common::format_usd(d.qa_overhead_micros)},
+                   {"reason", j.budget_reason ? json(*j.budget_reason) : json(nullptr)}};
   return out;
 }
 
@@ -283,18 +241,24 @@ class JobRoutes {
     jobs::ValidationLimits limits;
     limits.max_items = limits_.max_items_per_request;
     limits.allow_no_items = draft;
+    auto find_gold_set = [&](const std::string& id) -> std::optional<jobs::GoldSetView> {
+      auto set = pool_.run([&](pqxx::connection& c) { return db::load_gold_set(c, caller.team_id, id); });
+      if (!set) return std::nullopt;
+      return jobs::GoldSetView{set->id, set->task_type, set->labels, static_cast<std::size_t>(set->item_count)};
+    };
     auto result = jobs::parse_job(std::move(std::get<json>(parsed)), vendor_views(vendors_),
-                                  std::chrono::system_clock::now(), limits);
+                                  std::chrono::system_clock::now(), limits, find_gold_set);
     parsed = json();  // the items' data moved into `result`; free the rest of the document now
     if (!result.job) {
       return validation_problem(std::to_string(result.errors.size()) + " problem(s) with the job; see errors",
                                 std::move(result.errors));
     }
     const auto& spec = *result.job;
-    if (spec.items.size() + spec.gold.size() > limits_.max_items_per_job) {
+    const std::size_t set_items = spec.gold_set ? spec.gold_set->item_count : 0;
+    if (spec.items.size() + spec.gold.size() + set_items > limits_.max_items_per_job) {
       return validation_problem("the job is too large",
                                 {{"/items", "a job may have at most " + std::to_string(limits_.max_items_per_job) +
-                                                " items and gold items together"}});
+                                                " items and gold items together, its gold set's included"}});
     }
 
     db::NewJob job;
@@ -317,6 +281,10 @@ class JobRoutes {
     job.callback_url = spec.callback_url;
     job.idempotency_key = key;
     job.request_sha256 = sha;
+    if (spec.gold_set) {
+      job.gold_set_id = spec.gold_set->id;
+      job.gold_set_item_prefix = std::string(jobs::kGoldSetItemPrefix);
+    }
     const auto refs = item_refs(spec.items, spec.gold);
     const auto t_store = Clock::now();
     auto created = pool_.run([&](pqxx::connection& c) { return db::create_job(c, job, refs); });

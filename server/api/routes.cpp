@@ -2,6 +2,7 @@
 
 #include "api/dispatch_routes.hpp"
 #include "api/errors.hpp"
+#include "api/gold_routes.hpp"
 #include "api/health_routes.hpp"
 #include "api/job_routes.hpp"
 #include "api/score_routes.hpp"
@@ -15,6 +16,7 @@ void register_api(http::Router& router, const ApiDependencies& deps) {
   register_vendor_routes(router, deps.pool, deps.vendors);
   register_score_routes(router, deps.pool, deps.vendors, deps.quality);
   register_job_routes(router, deps.pool, deps.vendors, deps.jobs);
+  register_gold_routes(router, deps.pool, deps.jobs);
   register_dispatch_routes(router, deps.pool, deps.dispatch);
 }
 

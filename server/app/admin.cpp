@@ -7,6 +7,7 @@
 #include "app/service.hpp"
 #include "auth/api_key.hpp"
 #include "common/log.hpp"
+#include "common/money.hpp"
 #include "db/pool.hpp"
 #include "db/team_store.hpp"
 
@@ -20,6 +21,10 @@ Commands:
                                           webhook signing secret on stderr
   create-key --team NAME --role ROLE      create an API key and print it once on stdout;
                                           ROLE is viewer, submitter or admin
+  set-team-budget --team NAME --monthly-usd AMOUNT
+                                          cap the team's holds and spend per UTC month, e.g.
+                                          "2500.00"; "none" removes the cap. Jobs over it
+                                          pause as budget_exhausted until it is raised
 
 Applies pending migrations first. Exit codes: 0 ok, 1 database failure or unknown team,
 2 usage error.
@@ -54,10 +59,10 @@ int admin(const config::Config& cfg, const std::vector<std::string>& args) {
     return args.empty() ? kExitUsage : kExitOk;
   }
   const std::string& command = args[0];
-  std::optional<std::string> team, role_text, name;
+  std::optional<std::string> team, role_text, name, monthly;
   for (size_t i = 1; i < args.size(); ++i) {
-    if ((args[i] == "--team" || args[i] == "--role") && i + 1 < args.size()) {
-      (args[i] == "--team" ? team : role_text) = args[i + 1];
+    if ((args[i] == "--team" || args[i] == "--role" || args[i] == "--monthly-usd") && i + 1 < args.size()) {
+      (args[i] == "--team" ? team : args[i] == "--role" ? role_text : monthly) = args[i + 1];
       ++i;
     } else if (args[i].rfind("--", 0) == 0) {
       return usage_error("unknown option '" + args[i] + "'");
@@ -77,9 +82,15 @@ int admin(const config::Config& cfg, const std::vector<std::string>& args) {
     if (name || !team || !role_text) return usage_error("create-key needs --team NAME and --role ROLE");
     if (!auth::parse_role(*role_text))
       return usage_error("unknown role '" + *role_text + "' (viewer, submitter, admin)");
+  } else if (command == "set-team-budget") {
+    if (name || !team || !monthly || role_text)
+      return usage_error("set-team-budget needs --team NAME and --monthly-usd AMOUNT");
+    if (*monthly != "none" && !common::parse_usd_micros(*monthly))
+      return usage_error("--monthly-usd takes a decimal amount of US dollars (e.g. 2500.00) or none");
   } else {
     return usage_error("unknown admin command '" + command + "'");
   }
+  if (command != "create-key" && role_text) return usage_error("--role belongs to create-key");
 
   if (int code = migrate(cfg); code != kExitOk) return code;
   try {
@@ -99,6 +110,16 @@ int admin(const config::Config& cfg, const std::vector<std::string>& args) {
       std::cerr << "labelbroker admin: no team '" << *team << "'; create it with: labelbroker admin create-team "
                 << *team << "\n";
       return kExitFailure;
+    }
+    if (command == "set-team-budget") {
+      const auto cap = *monthly == "none" ? std::nullopt : common::parse_usd_micros(*monthly);
+      pool.run([&](pqxx::connection& c) {
+        db::set_team_monthly_budget(c, record->id, cap);
+        return 0;
+      });
+      std::cout << "team " << record->name << " monthly budget: "
+                << (cap ? common::format_usd(*cap) + " USD" : std::string("none")) << "\n";
+      return kExitOk;
     }
     const auto key = auth::generate_api_key();
     pool.run([&](pqxx::connection& c) {

@@ -457,12 +457,37 @@ void record_result_events(pqxx::work& tx, const std::vector<std::string>& comple
         ids(failed_ids));
 }
 
+// Units the vendor's monthly cap refused move to another vendor, in a transaction of their own
+// after the claim: rerouting locks items, which must never wait behind budget rows (see the lock
+// order in docs/architecture.md). If the process dies in between, the units are still queued and
+// the next claim refuses them again.
+void move_off_capped_vendor(pqxx::connection& c, const std::vector<std::string>& ids, const DispatchRules& rules) {
+  if (ids.empty()) return;
+  json list = json::array();
+  for (const auto& id : ids) list.push_back(id);
+  pqxx::work tx(c);
+  prefer_key_lookups(tx);
+  auto moved_rows = tx.exec_params(
+      "UPDATE assignments a SET state = 'failed', error_class = 'budget', "
+      "  last_error = 'the vendor''s monthly spend cap is reached' "
+      "WHERE a.id IN (SELECT value::uuid FROM jsonb_array_elements_text($1::jsonb)) AND a.state = 'queued' "
+      "  AND a.batch_id IS NULL "
+      "RETURNING a.job_id::text, a.item_id",
+      as_param(list));
+  std::set<ItemKey> moved;
+  for (const auto& r : moved_rows) moved.insert({r[0].as<std::string>(), r[1].as<std::string>()});
+  reroute_items(tx, moved, rules);
+  finalize_items(tx, moved, rules, false);
+  tx.commit();
+}
+
 // Claims due units of one vendor that have never been sent as a new batch, mixes in gold and
 // holds the money, all in the caller's transaction. Units whose job or team budget is spent are
 // paused (the maintenance loop then marks their jobs budget_exhausted); units over the vendor's
-// monthly cap move to another vendor. Returns the batch id, or "" when nothing can be sent.
+// monthly cap are returned in `over_vendor_cap` (they stay queued here). Returns the batch id, or
+// "" when nothing can be sent.
 std::string claim_new_batch(pqxx::work& tx, const std::string& vendor_id, std::size_t max_units,
-                            const ClaimOptions& options, const DispatchRules& rules) {
+                            const ClaimOptions& options, std::vector<std::string>& over_vendor_cap) {
   // Gold takes its share of the batch: of max_units, about max_units / (1 + rate) are real work.
   std::size_t real_wanted = max_units;
   if (options.gold_rate > 0 && max_units >= 2)
@@ -510,7 +535,7 @@ std::string claim_new_batch(pqxx::work& tx, const std::string& vendor_id, std::s
   }
 
   const auto refusals = ledger::hold(tx, real, options.vendor_monthly_budget_micros);
-  json claim_ids = json::array(), paused = json::array(), over_vendor_cap = json::array();
+  json claim_ids = json::array(), paused = json::array();
   std::map<std::string, std::size_t> held_per_job;
   for (std::size_t i = 0; i < real.size(); ++i) {
     switch (refusals[i]) {
@@ -534,18 +559,6 @@ std::string claim_new_batch(pqxx::work& tx, const std::string& vendor_id, std::s
         "UPDATE assignments a SET state = 'paused', last_error = x.reason "
         "FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, reason text) WHERE a.id = x.id",
         as_param(paused));
-  if (!over_vendor_cap.empty()) {
-    auto moved_rows = tx.exec_params(
-        "UPDATE assignments a SET state = 'failed', error_class = 'budget', "
-        "  last_error = 'the vendor''s monthly spend cap is reached' "
-        "WHERE a.id IN (SELECT value::uuid FROM jsonb_array_elements_text($1::jsonb)) "
-        "RETURNING a.job_id::text, a.item_id",
-        as_param(over_vendor_cap));
-    std::set<ItemKey> moved;
-    for (const auto& r : moved_rows) moved.insert({r[0].as<std::string>(), r[1].as<std::string>()});
-    reroute_items(tx, moved, rules);
-    finalize_items(tx, moved, rules, false);
-  }
   if (claim_ids.empty()) return {};
 
   const std::string batch_id = common::random_uuid();
@@ -671,6 +684,7 @@ ClaimedBatch claim_batch(pqxx::connection& c, const std::string& vendor_id, std:
                          const ClaimOptions& options, const DispatchRules& rules) {
   ClaimedBatch batch;
   batch.vendor_id = vendor_id;
+  std::vector<std::string> over_vendor_cap;
   pqxx::work tx(c);
   prefer_key_lookups(tx);
   // A batch sent before comes first and whole. The advisory lock makes one claimer own it even
@@ -696,9 +710,10 @@ ClaimedBatch claim_batch(pqxx::connection& c, const std::string& vendor_id, std:
       return batch;
     }
   } else {
-    batch.batch_id = claim_new_batch(tx, vendor_id, max_units, options, rules);
+    batch.batch_id = claim_new_batch(tx, vendor_id, max_units, options, over_vendor_cap);
     if (batch.batch_id.empty()) {
-      tx.commit();  // keeps what budgets paused or moved
+      tx.commit();  // what budgets paused
+      move_off_capped_vendor(c, over_vendor_cap, rules);
       return batch;
     }
   }
@@ -711,6 +726,7 @@ ClaimedBatch claim_batch(pqxx::connection& c, const std::string& vendor_id, std:
       "JOIN jobs j ON j.id = a.job_id WHERE a.batch_id = $1 ORDER BY a.id",
       batch.batch_id);
   tx.commit();
+  move_off_capped_vendor(c, over_vendor_cap, rules);
   for (const auto& r : rows) {
     ClaimedUnit u;
     u.unit.assignment_id = r[0].as<std::string>();
@@ -1094,6 +1110,13 @@ BudgetChange set_job_budget(pqxx::connection& c, std::int64_t team_id, const std
   }
   tx.commit();
   return result;
+}
+
+std::string job_status(pqxx::connection& c, std::int64_t team_id, const std::string& job_id) {
+  if (!common::is_uuid(job_id)) return {};
+  pqxx::read_transaction tx(c);
+  auto rows = tx.exec_params("SELECT status FROM jobs WHERE id = $1 AND team_id = $2", job_id, team_id);
+  return rows.empty() ? std::string() : rows[0][0].as<std::string>();
 }
 
 }  // namespace labelbroker::db

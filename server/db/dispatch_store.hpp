@@ -224,4 +224,7 @@ enum class BudgetChange { changed, resumed, not_found, finished };
 BudgetChange set_job_budget(pqxx::connection& c, std::int64_t team_id, const std::string& job_id,
                             std::int64_t budget_micros);
 
+// A team's job's status; "" when there is no such job of this team.
+std::string job_status(pqxx::connection& c, std::int64_t team_id, const std::string& job_id);
+
 }  // namespace labelbroker::db

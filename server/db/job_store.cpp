@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <stdexcept>
 #include <tuple>
 #include <unordered_map>
 
@@ -49,7 +50,8 @@ const char* const kJobColumns =
     "id::text, name, status, task_type, domain, expertise, labels::text, redundancy, min_vendor_accuracy, "
     "budget_micros, " LB_MICROS("deadline") ", " LB_MICROS("created_at") ", " LB_MICROS("started_at") ", " LB_MICROS(
         "finished_at") ", callback_url, array_to_json(allow_vendors)::text, array_to_json(deny_vendors)::text, "
-                       "array_to_json(eligible_vendors)::text, optimize, end_reason, item_count, gold_count";
+                       "array_to_json(eligible_vendors)::text, optimize, end_reason, item_count, gold_count, "
+                       "gold_set_id::text, budget_reason";
 
 JobRecord read_record(const pqxx::row& r) {
   JobRecord j;
@@ -75,6 +77,8 @@ JobRecord read_record(const pqxx::row& r) {
   j.end_reason = r[19].is_null() ? "" : r[19].as<std::string>();
   j.item_count = r[20].as<std::int64_t>();
   j.gold_count = r[21].as<std::int64_t>();
+  if (!r[22].is_null()) j.gold_set_id = r[22].as<std::string>();
+  if (!r[23].is_null()) j.budget_reason = r[23].as<std::string>();
   return j;
 }
 
@@ -102,6 +106,24 @@ void copy_items(pqxx::transaction_base& tx, const std::string& job_id, const std
     }
     stream.complete();
   }
+}
+
+// Copies the job's gold set into its items as gold, in the database (the items never travel
+// through the broker), and counts them into gold_count. The join on the team keeps a set of
+// another team out even if validation was bypassed; a set has at least one item, so copying
+// none means there was no such set for this team.
+void copy_gold_set(pqxx::transaction_base& tx, const std::string& job_id, const NewJob& job) {
+  auto copied = tx.exec_params(
+      "INSERT INTO job_items (job_id, item_id, data, gold_answer) "
+      "SELECT $1::uuid, $2 || s.item_id, s.data, s.answer "
+      "FROM gold_set_items s JOIN gold_sets g ON g.id = s.gold_set_id "
+      "WHERE g.id = $3::uuid AND g.team_id = $4",
+      job_id, job.gold_set_item_prefix, job.gold_set_id, job.team_id);
+  const auto n = static_cast<std::int64_t>(copied.affected_rows());
+  if (n == 0)
+    throw std::runtime_error("job intake: team " + std::to_string(job.team_id) + " has no gold set " +
+                             *job.gold_set_id);
+  tx.exec_params0("UPDATE jobs SET gold_count = gold_count + $2 WHERE id = $1::uuid", job_id, n);
 }
 
 // The pool's statement_timeout guards against runaway queries; a COPY of a million items is
@@ -142,18 +164,18 @@ CreateResult create_job(pqxx::connection& c, const NewJob& job, const std::vecto
   auto inserted = tx.exec_params(
       "INSERT INTO jobs (team_id, name, status, task_type, domain, expertise, instructions, labels, redundancy, "
       "  min_vendor_accuracy, budget_micros, deadline, allow_vendors, deny_vendors, eligible_vendors, optimize, "
-      "  callback_url, item_count, gold_count, idempotency_key, request_sha256) "
+      "  callback_url, item_count, gold_count, idempotency_key, request_sha256, gold_set_id) "
       "VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, "
       "  timestamptz 'epoch' + $12::bigint * interval '1 microsecond', "
       "  ARRAY(SELECT jsonb_array_elements_text($13::jsonb)), ARRAY(SELECT jsonb_array_elements_text($14::jsonb)), "
-      "  ARRAY(SELECT jsonb_array_elements_text($15::jsonb)), $16, nullif($17, ''), $18, $19, $20, $21) "
+      "  ARRAY(SELECT jsonb_array_elements_text($15::jsonb)), $16, nullif($17, ''), $18, $19, $20, $21, $22::uuid) "
       "ON CONFLICT (team_id, idempotency_key) DO NOTHING "
       "RETURNING id::text",
       job.team_id, job.name, job.draft ? "draft" : "queued", job.task_type, job.domain, job.expertise,
       job.instructions, json_text(job.labels), job.redundancy, job.min_vendor_accuracy, job.budget_micros,
       to_micros(job.deadline), json_text(job.allow_vendors), json_text(job.deny_vendors),
       json_text(job.eligible_vendors), job.optimize, job.callback_url, item_count, gold_count, job.idempotency_key,
-      job.request_sha256);
+      job.request_sha256, job.gold_set_id);
   if (inserted.empty()) {
     // Only a key conflict inserts nothing; the other request has committed by now, and this
     // statement (READ COMMITTED) sees it.
@@ -166,6 +188,7 @@ CreateResult create_job(pqxx::connection& c, const NewJob& job, const std::vecto
   }
   std::string job_id = inserted[0][0].as<std::string>();
   copy_items(tx, job_id, items);
+  if (job.gold_set_id) copy_gold_set(tx, job_id, job);
   tx.commit();
   return {CreateOutcome::created, std::move(job_id)};
 }
@@ -276,6 +299,17 @@ std::optional<JobDetail> load_job(pqxx::connection& c, std::int64_t team_id, con
     progress.quoted_micros += r[4].as<std::int64_t>();
     detail.assignments[state] += n;
   }
+  // Money as the ledger has it: the job's budget account, and what gold cost (QA overhead).
+  for (const auto& r : tx.exec_params("SELECT held_micros, spent_micros FROM budget_accounts WHERE key = $1",
+                                      "job:" + job_id)) {
+    detail.held_micros = r[0].as<std::int64_t>();
+    detail.spent_micros = r[1].as<std::int64_t>();
+  }
+  detail.qa_overhead_micros =
+      tx.exec_params1("SELECT coalesce(sum(amount_micros), 0) FROM ledger_entries "
+                      "WHERE job_id = $1::uuid AND kind = 'settle' AND gold",
+                      job_id)[0]
+          .as<std::int64_t>();
   tx.commit();
   return detail;
 }
@@ -300,7 +334,7 @@ std::vector<ListedJob> list_jobs(pqxx::connection& c, std::int64_t team_id, cons
   out.reserve(rows.size());
   for (const auto& r : rows) {
     ListedJob listed{read_record(r), {}};
-    listed.position = ListPosition{r[22].as<std::int64_t>(), listed.job.id};
+    listed.position = ListPosition{r[24].as<std::int64_t>(), listed.job.id};
     out.push_back(std::move(listed));
   }
   return out;

@@ -42,6 +42,10 @@ struct NewJob {
   std::string callback_url;  // empty: none
   std::optional<std::string> idempotency_key;
   std::string request_sha256;  // of the request body, to tell a replay from a reused key
+  // One of the team's gold sets (validated at intake): its items are copied into the job as gold
+  // items named gold_set_item_prefix + the set item's id, and count towards gold_count.
+  std::optional<std::string> gold_set_id;
+  std::string gold_set_item_prefix;
 };
 
 // One item to store, pointing into the caller's parsed request (nothing is copied until COPY).
@@ -70,9 +74,10 @@ struct KeyedJob {
 std::optional<KeyedJob> find_job_by_idempotency_key(pqxx::connection& c, std::int64_t team_id,
                                                     const std::string& key);
 
-// Inserts the job row and COPYs its items into job_items, in one transaction: the dispatcher
-// never sees a queued job with part of its items. With an Idempotency-Key, a concurrent request
-// with the same key waits on the unique index and then finds the committed job (no second job).
+// Inserts the job row and COPYs its items into job_items (and the gold set's items, if the job
+// references one), in one transaction: the dispatcher never sees a queued job with part of its
+// items. With an Idempotency-Key, a concurrent request with the same key waits on the unique
+// index and then finds the committed job (no second job).
 CreateResult create_job(pqxx::connection& c, const NewJob& job, const std::vector<ItemRef>& items);
 
 // ---- drafts -----------------------------------------------------------------------------------
@@ -132,6 +137,8 @@ struct JobRecord {
   std::string end_reason;  // empty: none
   std::int64_t item_count = 0;
   std::int64_t gold_count = 0;
+  std::optional<std::string> gold_set_id;
+  std::optional<std::string> budget_reason;  // why the job is budget_exhausted
 };
 
 // A job with its progress (GET /v1/jobs/{id}).
@@ -143,6 +150,9 @@ struct JobDetail {
   std::int64_t unlabeled = 0;
   std::map<std::string, std::int64_t> assignments;  // state -> count over all vendors
   std::vector<VendorProgress> per_vendor;           // vendors with assignments, by id
+  std::int64_t held_micros = 0;                     // the ledger: quotes held for work in flight
+  std::int64_t spent_micros = 0;                    //   charges settled (real and gold)
+  std::int64_t qa_overhead_micros = 0;              //   of which gold
 };
 std::optional<JobDetail> load_job(pqxx::connection& c, std::int64_t team_id, const std::string& job_id);
 

@@ -62,4 +62,10 @@ void touch_key(pqxx::connection& connection, std::int64_t key_id) {
       key_id);
 }
 
+void set_team_monthly_budget(pqxx::connection& connection, std::int64_t team_id, std::optional<std::int64_t> micros) {
+  pqxx::work tx(connection);
+  tx.exec_params0("UPDATE teams SET monthly_budget_micros = $2 WHERE id = $1", team_id, micros);
+  tx.commit();
+}
+
 }  // namespace labelbroker::db

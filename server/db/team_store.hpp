@@ -28,6 +28,9 @@ std::optional<TeamRecord> find_team(pqxx::connection& connection, const std::str
 
 // The key the team's webhook events are signed with (teams.webhook_secret, schema/0002); nullopt
 // if there is no such team. A secret: show it only to the team's operator, never log it.
+// Caps the team's holds plus spend per UTC month (nullopt: no cap). Takes effect at the next claim.
+void set_team_monthly_budget(pqxx::connection& connection, std::int64_t team_id, std::optional<std::int64_t> micros);
+
 std::optional<std::string> team_webhook_secret(pqxx::connection& connection, std::int64_t team_id);
 
 std::int64_t insert_api_key(pqxx::connection& connection, std::int64_t team_id, const std::string& prefix,

@@ -529,8 +529,8 @@ TEST_CASE("jobs api: results list finished items with their judgments, as JSON p
   // The job's progress: item states and assignments per vendor, with spend.
   auto job = json::parse(api.get("/v1/jobs/" + id, api.viewer).body);
   CHECK(job["counts"] == json{{"items", 5}, {"gold", 1}, {"open", 1}, {"labeled", 3}, {"unlabeled", 1}});
-  CHECK(job["assignments"] == json{{"queued", 0}, {"sending", 0}, {"submitted", 1}, {"completed", 10},
-                                   {"failed", 1}, {"canceled", 1}});
+  CHECK(job["assignments"] == json{{"queued", 0}, {"paused", 0}, {"sending", 0}, {"submitted", 1},
+                                   {"completed", 10}, {"failed", 1}, {"canceled", 1}});
   REQUIRE(job["per_vendor"].size() == 3);
   const auto& scale = job["per_vendor"][0];
   CHECK(scale["vendor"] == "scale");
