@@ -145,6 +145,8 @@ CREATE TABLE vendor_hourly (
     latency_buckets bigint[] NOT NULL DEFAULT '{}',
     PRIMARY KEY (hour, team_id, vendor_id, domain, task_type, expertise)
 );
+-- Which domains have data: the scores API accepts those besides the configured ones.
+CREATE INDEX vendor_hourly_domain_idx ON vendor_hourly (domain);
 
 -- Hourly agreement tables between two vendors, one row per label: how often A said it, how often
 -- B said it, how often both did. Summed over rows they give observed agreement (sum agree / items)

@@ -42,8 +42,8 @@ struct Filters {
   db::RollupFilter rollup;
 };
 
-std::optional<http::Response> parse_filters(const http::Request& request, const vendors::VendorSet& vendors,
-                                            bool allow_domain, Filters& out) {
+std::optional<http::Response> parse_filters(const http::Request& request, db::ConnectionPool& pool,
+                                            const vendors::VendorSet& vendors, bool allow_domain, Filters& out) {
   std::vector<http::FieldError> errors;
   std::set<std::string> known = {"window", "task_type", "expertise"};
   if (allow_domain) known.insert("domain");
@@ -65,14 +65,18 @@ std::optional<http::Response> parse_filters(const http::Request& request, const 
 
   if (allow_domain) {
     if (auto d = request.query_param("domain")) {
-      std::set<std::string> domains;
+      // Known domains: those vendors declare, "general", and any that has measurements (a
+      // vendor that declares no domains takes every domain).
+      std::set<std::string> domains = {"general"};
       for (const auto& adapter : vendors.all())
         for (const auto& domain : adapter->capabilities().domains) domains.insert(domain);
-      domains.insert("general");
-      if (!domains.count(std::string(*d)))
-        errors.push_back({"/query/domain", "unknown domain '" + std::string(*d) + "'; allowed: " +
+      const std::string domain(*d);
+      if (!domains.count(domain) && !pool.run([&](pqxx::connection& c) { return db::rollups_have_domain(c, domain); })) {
+        for (const auto& seen : pool.run([](pqxx::connection& c) { return db::rollup_domains(c); })) domains.insert(seen);
+        errors.push_back({"/query/domain", "unknown domain '" + domain + "'; allowed: " +
                                                join(std::vector<std::string>(domains.begin(), domains.end()))});
-      out.rollup.domain = std::string(*d);
+      }
+      out.rollup.domain = domain;
     }
   }
   if (auto t = request.query_param("task_type")) {
@@ -258,13 +262,11 @@ void register_score_routes(http::Router& router, db::ConnectionPool& pool, const
              require_role(pool, auth::Role::viewer, [&pool, &vendors, quality, cache](http::Request& request,
                                                                                      const Caller& caller) {
                Filters filters;
-               if (auto bad = parse_filters(request, vendors, true, filters)) return *bad;
+               if (auto bad = parse_filters(request, pool, vendors, true, filters)) return *bad;
                filters.rollup.team_id = caller.team_id;
                auto entry = cache->get(cache_key(caller, request), [&] {
-                 const auto totals = [&] {
-                   auto lease = pool.acquire();
-                   return db::load_rollups(lease.connection(), filters.rollup);
-                 }();
+                 const auto totals =
+                     pool.run([&](pqxx::connection& c) { return db::load_rollups(c, filters.rollup); });
                  // Every configured vendor appears, in configuration order, with or without data.
                  std::vector<quality::VendorTotals> listed;
                  for (const auto& adapter : vendors.all()) {
@@ -284,13 +286,11 @@ void register_score_routes(http::Router& router, db::ConnectionPool& pool, const
              require_role(pool, auth::Role::viewer, [&pool, &vendors, cache](http::Request& request,
                                                                             const Caller& caller) {
                Filters filters;
-               if (auto bad = parse_filters(request, vendors, false, filters)) return *bad;
+               if (auto bad = parse_filters(request, pool, vendors, false, filters)) return *bad;
                filters.rollup.team_id = caller.team_id;
                auto entry = cache->get(cache_key(caller, request), [&] {
-                 const auto volumes = [&] {
-                   auto lease = pool.acquire();
-                   return db::load_domain_volumes(lease.connection(), filters.rollup);
-                 }();
+                 const auto volumes =
+                     pool.run([&](pqxx::connection& c) { return db::load_domain_volumes(c, filters.rollup); });
                  return concentration_json(volumes, vendors, filters).dump();
                });
                return cached_response(request, entry);

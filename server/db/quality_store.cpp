@@ -178,4 +178,22 @@ std::vector<DomainVolume> load_domain_volumes(pqxx::connection& c, const RollupF
   return out;
 }
 
+bool rollups_have_domain(pqxx::connection& c, const std::string& domain) {
+  pqxx::read_transaction tx(c);
+  return !tx.exec_params("SELECT 1 FROM vendor_hourly WHERE domain = $1 LIMIT 1", domain).empty();
+}
+
+std::vector<std::string> rollup_domains(pqxx::connection& c) {
+  pqxx::read_transaction tx(c);
+  std::vector<std::string> out;
+  // A loose index scan: one index probe per distinct domain instead of reading every row.
+  for (const auto& r : tx.exec(
+           "WITH RECURSIVE d AS ((SELECT domain FROM vendor_hourly ORDER BY domain LIMIT 1) "
+           "  UNION ALL SELECT (SELECT v.domain FROM vendor_hourly v WHERE v.domain > d.domain ORDER BY v.domain "
+           "                    LIMIT 1) FROM d WHERE d.domain IS NOT NULL) "
+           "SELECT domain FROM d WHERE domain IS NOT NULL"))
+    out.push_back(r[0].as<std::string>());
+  return out;
+}
+
 }  // namespace labelbroker::db

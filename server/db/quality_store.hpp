@@ -40,4 +40,8 @@ struct DomainVolume {
 };
 std::vector<DomainVolume> load_domain_volumes(pqxx::connection& c, const RollupFilter& filter);
 
+// Whether any rollup has this domain, and (for error messages) every domain that has one.
+bool rollups_have_domain(pqxx::connection& c, const std::string& domain);
+std::vector<std::string> rollup_domains(pqxx::connection& c);
+
 }  // namespace labelbroker::db

@@ -1,6 +1,7 @@
 // Quality and cost end to end, against vendor-sim: the ledger reconciles with what the vendors
 // charged, budgets hold against racing dispatchers, gold measures each vendor's accuracy, and the
 // scores API reports it with honest intervals.
+#include <algorithm>
 #include <map>
 #include <set>
 #include <thread>
@@ -218,78 +219,105 @@ TEST_CASE("ledger e2e: a $5 budget is never overspent, even by two brokers racin
   check_accounts_reconcile(fleet.db_url());
 }
 
-TEST_CASE("quality e2e: gold measures each vendor's accuracy; the scores API reports it with intervals, kappa and "
-          "an ETag",
+TEST_CASE("quality e2e: gold measures each vendor's accuracy per domain; the scores API reports it with intervals, "
+          "kappa and an ETag",
           "[.db][e2e-quality]") {
-  // Gold as often as real work, so a job of 1,200 items gives each vendor over a thousand gold
+  // Each vendor is better at one domain than the other, and the ranking differs between them.
+  const std::map<std::string, std::map<std::string, double>> accuracy = {
+      {"general", {{"scale", 0.9}, {"scale-small", 0.8}, {"surge", 0.95}}},
+      {"medical", {{"scale", 0.75}, {"scale-small", 0.92}, {"surge", 0.85}}}};
+  auto scenario = fleet_scenario();
+  for (auto& v : scenario["vendors"]) {
+    const auto id = v["id"].get<std::string>();
+    if (id == "mercor") continue;
+    v["accuracy"] = {{"*", accuracy.at("general").at(id)}, {"medical", accuracy.at("medical").at(id)}};
+  }
+  // Gold as often as real work, so a job of 900 items gives each vendor about 900 gold
   // judgments; scores are computed fresh on every request.
-  Fleet fleet(100, 2000, [](json& config) {
-    config["quality"] = {{"gold_rate", 1.0}, {"scores_cache_ms", 0}};
-    config["dispatch"]["workers_per_vendor"] = 2;
-  });
+  Fleet fleet(100, 2000,
+              [](json& config) {
+                config["quality"] = {{"gold_rate", 1.0}, {"scores_cache_ms", 0}};
+                config["dispatch"]["workers_per_vendor"] = 2;
+              },
+              scenario);
   const auto port = free_port();
   auto broker = fleet.start_broker(port);
-  const auto job_id = fleet.submit(port, with_gold(make_job(1200, 3, "general"), 60));
-  REQUIRE(fleet.wait_until_finished(port, job_id, seconds(300)) == "completed");
+  std::map<std::string, std::string> job_of;
+  for (const auto& [domain, _] : accuracy) {
+    auto job = with_gold(make_job(900, 3, "general"), 60);
+    job["domain"] = domain;
+    job_of[domain] = fleet.submit(port, job);
+  }
+  for (const auto& [domain, job_id] : job_of) REQUIRE(fleet.wait_until_finished(port, job_id, seconds(300)) == "completed");
 
-  // The broker rolls events up in its maintenance loop; wait until the scores have every answer.
   json scores;
-  const auto deadline = std::chrono::steady_clock::now() + seconds(60);
-  while (std::chrono::steady_clock::now() < deadline) {
-    scores = fleet.get(port, "/v1/vendors/scores?window=24h&domain=general&task_type=classification");
-    long items = 0;
-    for (const auto& v : scores["vendors"]) items += v["items"].get<long>();
-    if (items == 3600) break;
-    std::this_thread::sleep_for(milliseconds(200));
-  }
-  INFO(scores.dump(2));
-  std::map<std::string, json> by_vendor;
-  for (const auto& v : scores["vendors"]) by_vendor[v["vendor"].get<std::string>()] = v;
-  const std::map<std::string, double> configured = {{"scale", 0.9}, {"scale-small", 0.8}, {"surge", 0.95}};
-  for (const auto& [vendor, accuracy] : configured) {
-    INFO(vendor);
-    const auto& gold = by_vendor.at(vendor)["gold_accuracy"];
-    CHECK(gold["n"].get<long>() >= 1000);
-    // The reported interval is the Beta posterior of the counts the database holds.
-    const auto n = gold["n"].get<long>(), correct = gold["correct"].get<long>();
-    CHECK(gold["mean"].get<double>() == Approx((1.0 + correct) / (2.0 + n)));
-    CHECK(correct == count_sql(fleet.db_url(),
-                               "SELECT count(*) FROM assignments a JOIN job_items i USING (job_id, item_id) "
-                               "WHERE a.job_id = $1 AND a.vendor_id = '" + vendor + "' AND a.state = 'completed' "
-                               "AND i.gold_answer = a.answer",
-                               job_id));
-    // ... and it contains the configured accuracy. A 90% interval misses in one run of ten by
-    // design (its coverage is checked over 400 simulations in the unit tests), and which task
-    // vendor-sim gets right depends on dispatch order, so one run of three vendors would fail
-    // often: here the interval may be up to twice as wide around its mean (about 3.3 standard
-    // errors, missing once in a thousand runs per vendor).
-    const double mean = gold["mean"].get<double>();
-    CHECK(accuracy >= mean - 2 * (mean - gold["lower"].get<double>()));
-    CHECK(accuracy <= mean + 2 * (gold["upper"].get<double>() - mean));
-    CHECK(gold["upper"].get<double>() - gold["lower"].get<double>() < 0.05);
-    CHECK(by_vendor.at(vendor)["items"] == 1200);
-    CHECK(by_vendor.at(vendor)["share"].get<double>() == Approx(1.0 / 3));
-    // Dawid-Skene's estimate at the job's end is close to the truth too.
-    CHECK(by_vendor.at(vendor)["ds_accuracy"].get<double>() == Approx(accuracy).margin(0.05));
-    CHECK(by_vendor.at(vendor)["agreement"].size() == 2);
-    for (const auto& pair : by_vendor.at(vendor)["agreement"]) {
-      CHECK(pair["items"] == 1200);
-      CHECK(pair["kappa"].get<double>() > 0.3);
+  for (const auto& [domain, job_id] : job_of) {
+    // The broker rolls events up in its maintenance loop; wait until the scores have every answer.
+    const auto deadline = std::chrono::steady_clock::now() + seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      scores = fleet.get(port, "/v1/vendors/scores?window=24h&domain=" + domain + "&task_type=classification");
+      long items = 0, ds = 0;
+      for (const auto& v : scores["vendors"]) {
+        items += v["items"].get<long>();
+        ds += v["ds_judgments"].get<long>();
+      }
+      if (items == 2700 && ds == 2700) break;
+      std::this_thread::sleep_for(milliseconds(200));
     }
-    CHECK(by_vendor.at(vendor)["cost_per_item_micros"].get<long>() > 0);
-    CHECK(by_vendor.at(vendor)["cost_per_correct_label_micros"].get<long>() >
-          by_vendor.at(vendor)["cost_per_item_micros"].get<long>());
-    CHECK(by_vendor.at(vendor)["latency_ms"]["p50"].is_number());
-    CHECK(by_vendor.at(vendor)["error_rate"].get<double>() == 0.0);
+    INFO(domain << ": " << scores.dump(2));
+    std::map<std::string, json> by_vendor;
+    for (const auto& v : scores["vendors"]) by_vendor[v["vendor"].get<std::string>()] = v;
+    for (const auto& [vendor, truth] : accuracy.at(domain)) {
+      INFO(vendor << " in " << domain);
+      const auto& gold = by_vendor.at(vendor)["gold_accuracy"];
+      const auto n = gold["n"].get<long>(), correct = gold["correct"].get<long>();
+      CHECK(n >= 700);
+      // The reported interval is the Beta posterior of the counts the database holds.
+      CHECK(gold["mean"].get<double>() == Approx((1.0 + correct) / (2.0 + n)));
+      CHECK(correct == count_sql(fleet.db_url(),
+                                 "SELECT count(*) FROM assignments a JOIN job_items i USING (job_id, item_id) "
+                                 "WHERE a.job_id = $1 AND a.vendor_id = '" + vendor + "' AND a.state = 'completed' "
+                                 "AND i.gold_answer = a.answer",
+                                 job_id));
+      // ... and it contains the configured accuracy. A 90% interval misses in one run of ten by
+      // design (its coverage is checked over 400 simulations in the unit tests), and which task
+      // vendor-sim gets right depends on dispatch order, so one run of six intervals would fail
+      // often: here the interval may be up to twice as wide around its mean (about 3.3 standard
+      // errors, missing once in a thousand runs per interval).
+      const double mean = gold["mean"].get<double>();
+      CHECK(truth >= mean - 2 * (mean - gold["lower"].get<double>()));
+      CHECK(truth <= mean + 2 * (gold["upper"].get<double>() - mean));
+      CHECK(gold["upper"].get<double>() - gold["lower"].get<double>() < 0.06);
+      CHECK(by_vendor.at(vendor)["items"] == 900);
+      CHECK(by_vendor.at(vendor)["share"].get<double>() == Approx(1.0 / 3));
+      // Dawid-Skene's estimate at the job's end is close to the truth too.
+      CHECK(by_vendor.at(vendor)["ds_accuracy"].get<double>() == Approx(truth).margin(0.05));
+      CHECK(by_vendor.at(vendor)["agreement"].size() == 2);
+      for (const auto& pair : by_vendor.at(vendor)["agreement"]) {
+        CHECK(pair["items"] == 900);
+        CHECK(pair["kappa"].get<double>() > 0.3);
+      }
+      CHECK(by_vendor.at(vendor)["cost_per_item_micros"].get<long>() > 0);
+      CHECK(by_vendor.at(vendor)["cost_per_correct_label_micros"].get<long>() >
+            by_vendor.at(vendor)["cost_per_item_micros"].get<long>());
+      CHECK(by_vendor.at(vendor)["latency_ms"]["p50"].is_number());
+      CHECK(by_vendor.at(vendor)["error_rate"].get<double>() == 0.0);
+    }
+    // The vendors rank in the configured order, in each domain.
+    std::vector<std::pair<double, std::string>> measured, configured;
+    for (const auto& [vendor, truth] : accuracy.at(domain)) {
+      measured.emplace_back(by_vendor.at(vendor)["gold_accuracy"]["mean"].get<double>(), vendor);
+      configured.emplace_back(truth, vendor);
+    }
+    std::sort(measured.begin(), measured.end());
+    std::sort(configured.begin(), configured.end());
+    for (std::size_t i = 0; i < measured.size(); ++i) CHECK(measured[i].second == configured[i].second);
+    // No work went to mercor (expert tier only): three equal shares.
+    CHECK(scores["market"]["hhi"].get<double>() == Approx(10000.0 / 3).epsilon(0.001));
+    CHECK(scores["market"]["effective_vendors"].get<double>() == Approx(3.0).epsilon(0.001));
   }
-  // The vendors rank in the configured order.
-  CHECK(by_vendor.at("surge")["gold_accuracy"]["mean"].get<double>() >
-        by_vendor.at("scale")["gold_accuracy"]["mean"].get<double>());
-  CHECK(by_vendor.at("scale")["gold_accuracy"]["mean"].get<double>() >
-        by_vendor.at("scale-small")["gold_accuracy"]["mean"].get<double>());
-  // No work went to mercor (expert tier only): three equal shares.
-  CHECK(scores["market"]["hhi"].get<double>() == Approx(10000.0 / 3).epsilon(0.001));
-  CHECK(scores["market"]["effective_vendors"].get<double>() == Approx(3.0).epsilon(0.001));
+  const auto job_id = job_of.at("general");
+  scores = fleet.get(port, "/v1/vendors/scores?window=24h");
 
   // Gold never appears in results.
   for (const auto& result : all_results(fleet, port, job_id))
@@ -297,7 +325,8 @@ TEST_CASE("quality e2e: gold measures each vendor's accuracy; the scores API rep
   // Spend in the scores is what the ledger settled.
   long spend = 0;
   for (const auto& v : scores["vendors"]) spend += v["spend_micros"].get<long>();
-  CHECK(spend == ledger_sums(fleet.db_url(), job_id).settles);
+  CHECK(spend == ledger_sums(fleet.db_url(), job_of.at("general")).settles +
+                     ledger_sums(fleet.db_url(), job_of.at("medical")).settles);
 
   // ETag and If-None-Match.
   auto first = http_request(port, "GET", "/v1/vendors/scores?window=24h", "", fleet.auth());
@@ -312,9 +341,11 @@ TEST_CASE("quality e2e: gold measures each vendor's accuracy; the scores API rep
 
   // Concentration per domain.
   auto concentration = fleet.get(port, "/v1/concentration?window=24h");
-  REQUIRE(concentration["domains"].size() == 1);
+  REQUIRE(concentration["domains"].size() == 2);
   CHECK(concentration["domains"][0]["domain"] == "general");
-  CHECK(concentration["domains"][0]["hhi"].get<double>() == Approx(10000.0 / 3).epsilon(0.001));
+  CHECK(concentration["domains"][1]["domain"] == "medical");
+  CHECK(concentration["domains"][1]["hhi"].get<double>() == Approx(10000.0 / 3).epsilon(0.001));
+  CHECK(concentration["overall"]["items"] == 5400);
 
   // Viewers may read scores; bad filters are 400 with the allowed values.
   std::string viewer_key;
@@ -332,7 +363,7 @@ TEST_CASE("quality e2e: gold measures each vendor's accuracy; the scores API rep
     std::string query, pointer, allowed;
   };
   for (const auto& bad : {Bad{"window=1y", "/query/window", "24h, 7d, 30d, all"},
-                          Bad{"domain=astrology", "/query/domain", "general"},
+                          Bad{"domain=astrology", "/query/domain", "general, medical"},
                           Bad{"task_type=poetry", "/query/task_type", "classification, preference, rating"},
                           Bad{"expertise=guru", "/query/expertise", "general, skilled, expert"}}) {
     auto res = http_request(port, "GET", "/v1/vendors/scores?" + bad.query, "", viewer);
