@@ -1,16 +1,14 @@
 #include "api/score_routes.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 
 #include <nlohmann/json.hpp>
 
 #include "api/auth.hpp"
-#include "common/crypto.hpp"
+#include "api/view_cache.hpp"
 #include "common/money.hpp"
 #include "db/quality_store.hpp"
 #include "http/problem.hpp"
@@ -20,7 +18,6 @@ namespace labelbroker::api {
 namespace {
 
 using json = nlohmann::json;
-using SteadyClock = std::chrono::steady_clock;
 
 const std::vector<std::pair<std::string, std::optional<int>>> kWindows = {
     {"24h", 24}, {"7d", 7 * 24}, {"30d", 30 * 24}, {"all", std::nullopt}};
@@ -180,43 +177,6 @@ json concentration_json(const std::vector<db::DomainVolume>& volumes, const vend
   return {{"filters", filters_json(filters)}, {"overall", market(overall)}, {"domains", domains}};
 }
 
-// Computed views are reused for `ttl` per team and query: dashboards poll every few seconds, and
-// the rollups behind them change at the maintenance loop's pace anyway.
-class ViewCache {
- public:
-  explicit ViewCache(std::chrono::milliseconds ttl) : ttl_(ttl) {}
-
-  struct Entry {
-    std::string body;
-    std::string etag;
-  };
-
-  template <typename Compute>
-  Entry get(const std::string& key, Compute compute) {
-    const auto now = SteadyClock::now();
-    {
-      std::lock_guard lock(mutex_);
-      if (auto it = entries_.find(key); it != entries_.end() && now - it->second.at < ttl_) return it->second.entry;
-    }
-    Entry entry;
-    entry.body = compute();
-    entry.etag = "\"" + common::sha256_hex(entry.body).substr(0, 32) + "\"";
-    std::lock_guard lock(mutex_);
-    if (entries_.size() > 1000) entries_.clear();  // bounded: keys include free-form filters
-    entries_[key] = {entry, now};
-    return entry;
-  }
-
- private:
-  struct Timed {
-    Entry entry;
-    SteadyClock::time_point at;
-  };
-  std::chrono::milliseconds ttl_;
-  std::mutex mutex_;
-  std::map<std::string, Timed> entries_;
-};
-
 bool etag_matches(const http::Request& request, const std::string& etag) {
   auto header = request.header("If-None-Match");
   if (!header) return false;
@@ -257,6 +217,8 @@ std::string cache_key(const Caller& caller, const http::Request& request) {
 
 void register_score_routes(http::Router& router, db::ConnectionPool& pool, const vendors::VendorSet& vendors,
                            const config::QualityConfig& quality) {
+  // Computed views are reused per team and query: dashboards poll every few seconds, and the
+  // rollups behind them change at the maintenance loop's pace anyway.
   auto cache = std::make_shared<ViewCache>(quality.scores_cache);
   router.add("GET", "/v1/vendors/scores",
              require_role(pool, auth::Role::viewer, [&pool, &vendors, quality, cache](http::Request& request,
@@ -280,7 +242,7 @@ void register_score_routes(http::Router& router, db::ConnectionPool& pool, const
                      quality::compute_scores(listed, totals.pairs, {quality.prior_alpha, quality.prior_beta});
                  return scores_json(report, filters, quality).dump();
                });
-               return cached_response(request, entry);
+               return cached_response(request, *entry);
              }));
   router.add("GET", "/v1/concentration",
              require_role(pool, auth::Role::viewer, [&pool, &vendors, cache](http::Request& request,
@@ -293,7 +255,7 @@ void register_score_routes(http::Router& router, db::ConnectionPool& pool, const
                      pool.run([&](pqxx::connection& c) { return db::load_domain_volumes(c, filters.rollup); });
                  return concentration_json(volumes, vendors, filters).dump();
                });
-               return cached_response(request, entry);
+               return cached_response(request, *entry);
              }));
 }
 

@@ -5,6 +5,7 @@
 
 #include <pqxx/connection>
 
+#include "api/auth.hpp"
 #include "api/routes.hpp"
 #include "app/cli.hpp"
 #include "common/build_info.hpp"
@@ -160,6 +161,7 @@ int serve(const config::Config& cfg) {
   }
   routing::WeightedRoundRobin policy;
   jobs::Dispatch dispatch(pool, vendor_set, policy, cfg.vendors, cfg.quality);
+  api::shared_key_cache().set_ttl(cfg.auth.key_cache);
   api::register_api(router,
                     {pool, lifecycle, db::expected_schema_version(), vendor_set, dispatch, cfg.jobs, cfg.quality});
   jobs::WebhookDelivery webhooks(pool, cfg.webhooks, vendor_runtime);

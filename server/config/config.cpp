@@ -149,6 +149,11 @@ Config parse_config(std::string_view text, const std::string& source_name, const
     w.finish();
   }
   {
+    auto a = top.object("auth");
+    a.millis("key_cache_ms", cfg.auth.key_cache, 0, 3600000);
+    a.finish();
+  }
+  {
     auto log = top.object("log");
     log.string("level", cfg.log.level);
     if (cfg.log.level != "debug" && cfg.log.level != "info" && cfg.log.level != "warn" && cfg.log.level != "error")

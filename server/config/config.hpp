@@ -106,6 +106,13 @@ struct QualityConfig {
   std::chrono::milliseconds scores_cache{1000};  // GET /v1/vendors/scores and /v1/concentration
 };
 
+// Bearer API keys on /v1.
+struct AuthConfig {
+  // A verified key is reused this long without asking the database, so revoking a key or changing
+  // its role takes effect within this long in every process. 0: every request asks the database.
+  std::chrono::milliseconds key_cache{5000};
+};
+
 struct LogConfig {
   std::string level = "info";
   bool access_log = true;
@@ -131,6 +138,7 @@ struct Config {
   DispatchConfig dispatch;
   WebhookConfig webhooks;
   QualityConfig quality;
+  AuthConfig auth;
   LogConfig log;
   std::string source = "defaults";  // file the values came from, for log lines
 };

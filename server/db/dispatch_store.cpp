@@ -359,16 +359,21 @@ void relabel_job(pqxx::work& tx, const std::string& job_id, const DispatchRules&
     json updates = json::array();
     for (std::size_t i = from; i < std::min(relabeled.items.size(), from + kChunk); ++i) {
       const auto& item = relabeled.items[i];
-      updates.push_back({{"item_id", item.item_id},
+      updates.push_back({{"job_id", job_id},
+                         {"item_id", item.item_id},
                          {"label", item.label.label},
                          {"confidence", item.label.confidence},
                          {"method", item.label.method}});
     }
-    tx.exec_params0(
+    // The job id rides in every row (not as its own parameter) so the only way in is the primary
+    // key per row; given `job_id = $1` alone, a planner with stale statistics on a fast-growing
+    // job_items scanned the job's items once per row.
+    run_prepared(tx, "lb_relabel_items",
         "UPDATE job_items i SET label = x.label, confidence = x.confidence, method = x.method "
-        "FROM jsonb_to_recordset($2::jsonb) AS x(item_id text, label text, confidence double precision, method text) "
-        "WHERE i.job_id = $1 AND i.item_id = x.item_id AND i.state = 'labeled'",
-        job_id, as_param(updates));
+        "FROM jsonb_to_recordset($1::jsonb) AS x(job_id uuid, item_id text, label text, confidence double precision, "
+        "  method text) "
+        "WHERE i.job_id = x.job_id AND i.item_id = x.item_id AND i.state = 'labeled'",
+        as_param(updates));
   }
   json estimates = json::array();
   for (const auto& v : relabeled.vendors)
@@ -642,6 +647,13 @@ bool plan_next_chunk(pqxx::connection& c, std::size_t chunk, const PlanChunkFn& 
   if (picked.empty()) return false;
   const DispatchJob job = job_from_row(picked[0]);
   const std::string cursor = picked[0][12].as<std::string>();
+  if (cursor.empty()) {
+    // The job's budget account exists before its first claim, so claims never race to create it.
+    tx.exec_params0(
+        "INSERT INTO budget_accounts (key, limit_micros) SELECT $1, budget_micros FROM jobs WHERE id = $2::uuid "
+        "ON CONFLICT (key) DO NOTHING",
+        ledger::job_account(job.id), job.id);
+  }
 
   auto rows = tx.exec_params(
       "SELECT item_id FROM job_items WHERE job_id = $1 AND gold_answer IS NULL AND item_id > $2 "
@@ -1047,6 +1059,7 @@ std::size_t expire_deadlines(pqxx::connection& c, const DispatchRules& rules) {
 
 std::size_t finish_jobs(pqxx::connection& c, const DispatchRules& rules) {
   pqxx::work tx(c);
+  prefer_key_lookups(tx);
   auto rows = tx.exec(
       "SELECT j.id::text FROM jobs j WHERE j.status = 'running' AND j.planned_at IS NOT NULL "
       "AND NOT EXISTS (SELECT 1 FROM job_items i WHERE i.job_id = j.id AND i.state = 'open' "
@@ -1059,16 +1072,37 @@ std::size_t finish_jobs(pqxx::connection& c, const DispatchRules& rules) {
 
 std::size_t mark_budget_exhausted(pqxx::connection& c) {
   std::size_t marked = 0;
+  json seen = json::array();  // each job once per call: a resumed job may pause again at once
   while (true) {
     pqxx::work tx(c);
-    auto rows = tx.exec(
+    auto rows = tx.exec_params(
         "SELECT j.id::text, p.reason FROM (SELECT DISTINCT ON (job_id) job_id, last_error AS reason "
         "                                 FROM assignments WHERE state = 'paused') p "
         "JOIN jobs j ON j.id = p.job_id WHERE j.status IN ('queued', 'running') "
-        "LIMIT 1 FOR UPDATE OF j SKIP LOCKED");
+        "  AND NOT (j.id::text IN (SELECT jsonb_array_elements_text($1::jsonb))) "
+        "LIMIT 1 FOR UPDATE OF j SKIP LOCKED",
+        as_param(seen));
     if (rows.empty()) return marked;
     const auto job_id = rows[0][0].as<std::string>();
+    seen.push_back(job_id);
     const auto reason = rows[0][1].is_null() ? std::string("job budget") : rows[0][1].as<std::string>();
+    if (reason == "job budget") {
+      // The claim judged from the account as it was; settles and releases applied since (or still
+      // pending) may have made room. Then the work goes back to the queue instead.
+      const auto balance = ledger::job_balance(tx, job_id);
+      auto room = tx.exec_params(
+          "SELECT j.budget_micros - $2::bigint >= (SELECT min(quote_micros) FROM assignments "
+          "                                         WHERE job_id = j.id AND state = 'paused') "
+          "FROM jobs j WHERE j.id = $1",
+          job_id, balance.held_micros + balance.spent_micros);
+      if (!room.empty() && !room[0][0].is_null() && room[0][0].as<bool>()) {
+        tx.exec_params0(
+            "UPDATE assignments SET state = 'queued', last_error = NULL WHERE job_id = $1 AND state = 'paused'",
+            job_id);
+        tx.commit();
+        continue;
+      }
+    }
     tx.exec_params0(
         "UPDATE assignments SET state = 'paused', last_error = $2 "
         "WHERE job_id = $1 AND state = 'queued' AND batch_id IS NULL",
@@ -1117,6 +1151,13 @@ std::string job_status(pqxx::connection& c, std::int64_t team_id, const std::str
   pqxx::read_transaction tx(c);
   auto rows = tx.exec_params("SELECT status FROM jobs WHERE id = $1 AND team_id = $2", job_id, team_id);
   return rows.empty() ? std::string() : rows[0][0].as<std::string>();
+}
+
+std::size_t apply_ledger_deltas(pqxx::connection& c, std::size_t max_rows) {
+  pqxx::work tx(c);
+  const auto applied = ledger::apply_deltas(tx, max_rows);
+  tx.commit();
+  return applied;
 }
 
 }  // namespace labelbroker::db

@@ -214,6 +214,10 @@ std::size_t finish_jobs(pqxx::connection& c, const DispatchRules& rules);
 
 // ---- budgets ----------------------------------------------------------------------------------
 
+// Applies pending settle and release deltas to the budget accounts (see schema/0004). Returns how
+// many were applied.
+std::size_t apply_ledger_deltas(pqxx::connection& c, std::size_t max_rows);
+
 // Running jobs with units paused by a spent budget become budget_exhausted (with the reason, and
 // their webhook event): every unit not yet sent is paused, planning stops. Returns how many.
 std::size_t mark_budget_exhausted(pqxx::connection& c);

@@ -300,8 +300,13 @@ std::optional<JobDetail> load_job(pqxx::connection& c, std::int64_t team_id, con
     detail.assignments[state] += n;
   }
   // Money as the ledger has it: the job's budget account, and what gold cost (QA overhead).
-  for (const auto& r : tx.exec_params("SELECT held_micros, spent_micros FROM budget_accounts WHERE key = $1",
-                                      "job:" + job_id)) {
+  // (The account plus deltas not applied yet: exact at any moment.)
+  for (const auto& r : tx.exec_params(
+           "SELECT coalesce((SELECT held_micros FROM budget_accounts WHERE key = $1), 0) + "
+           "         coalesce((SELECT sum(held_delta) FROM account_deltas WHERE key = $1), 0), "
+           "       coalesce((SELECT spent_micros FROM budget_accounts WHERE key = $1), 0) + "
+           "         coalesce((SELECT sum(spent_delta) FROM account_deltas WHERE key = $1), 0)",
+           "job:" + job_id)) {
     detail.held_micros = r[0].as<std::int64_t>();
     detail.spent_micros = r[1].as<std::int64_t>();
   }

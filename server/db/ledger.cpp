@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
+#include "common/strings.hpp"
+
 namespace labelbroker::db::ledger {
 namespace {
 
@@ -17,19 +19,27 @@ struct Totals {
   std::int64_t spent = 0;
 };
 
-// Locks the accounts (creating missing ones) in key order and returns their totals. Every
-// transaction that touches accounts goes through here, so they are always locked in one order.
+// Locks the accounts (creating missing ones first) in key order and returns their totals. Every
+// transaction that touches accounts goes through here, once, so they are always locked in one
+// order and concurrent claims queue instead of deadlocking.
 std::map<std::string, Totals> lock_accounts(pqxx::work& tx, const std::set<std::string>& keys) {
   std::map<std::string, Totals> totals;
   if (keys.empty()) return totals;
   json list = json::array();
   for (const auto& k : keys) list.push_back(k);
   const auto param = list.dump();
-  // DO NOTHING takes no lock on an existing row; the SELECT below takes them, sorted.
-  tx.exec_params0(
-      "INSERT INTO budget_accounts (key) SELECT k FROM jsonb_array_elements_text($1::jsonb) AS x(k) ORDER BY k "
-      "ON CONFLICT (key) DO NOTHING",
-      param);
+  // Accounts appear once per job and per team and vendor per month. They are created before any
+  // is locked: creating one after locking others would take that lock out of key order (and an
+  // INSERT ... ON CONFLICT against an existing row another transaction holds would wait for it
+  // even though it changes nothing, so existing rows are not inserted again).
+  auto existing = tx.exec_params("SELECT count(*) FROM budget_accounts WHERE key IN "
+                                 "(SELECT jsonb_array_elements_text($1::jsonb))",
+                                 param);
+  if (existing[0][0].as<std::size_t>() < keys.size())
+    tx.exec_params0(
+        "INSERT INTO budget_accounts (key) SELECT k FROM jsonb_array_elements_text($1::jsonb) AS x(k) ORDER BY k "
+        "ON CONFLICT (key) DO NOTHING",
+        param);
   auto rows = tx.exec_params(
       "SELECT key, held_micros, spent_micros FROM budget_accounts "
       "WHERE key IN (SELECT jsonb_array_elements_text($1::jsonb)) ORDER BY key FOR UPDATE",
@@ -133,17 +143,24 @@ std::vector<HoldRefusal> hold(pqxx::work& tx, const std::vector<HoldRequest>& re
 
 std::size_t close(pqxx::work& tx, const std::vector<std::string>& assignment_ids) {
   if (assignment_ids.empty()) return 0;
-  json ids = json::array();
-  for (const auto& id : assignment_ids) ids.push_back(id);
+  // A uuid[] parameter rather than a JSON list: `= ANY(array)` gets a row estimate from the array
+  // itself, so the planner probes the hold index even when the table's statistics still describe
+  // it as nearly empty (it grows by thousands of rows a second; with a JSON list it scanned every
+  // hold per call).
+  std::string ids = "{";
+  for (const auto& id : assignment_ids) {
+    if (!common::is_uuid(id)) continue;
+    if (ids.size() > 1) ids += ',';
+    ids += id;
+  }
+  ids += '}';
   auto rows = tx.exec_params(
       "WITH c AS ("
       "  SELECT h.assignment_id, h.job_id, h.team_id, h.vendor_id, h.month, h.gold, h.amount_micros AS held, "
       "         a.state, greatest(coalesce(a.cost_micros, a.quote_micros), 0) AS cost "
-      "  FROM jsonb_array_elements_text($1::jsonb) AS x(id) "
-      "  CROSS JOIN LATERAL (SELECT * FROM ledger_entries h WHERE h.assignment_id = x.id::uuid AND h.kind = 'hold') h "
-      "  CROSS JOIN LATERAL (SELECT a.state, a.cost_micros, a.quote_micros FROM assignments a "
-      "                      WHERE a.id = h.assignment_id) a "
-      "  WHERE a.state IN ('completed', 'failed', 'canceled')) "
+      "  FROM ledger_entries h JOIN assignments a ON a.id = h.assignment_id "
+      "  WHERE h.assignment_id = ANY($1::uuid[]) AND h.kind = 'hold' "
+      "    AND a.state IN ('completed', 'failed', 'canceled')) "
       "INSERT INTO ledger_entries (kind, assignment_id, job_id, team_id, vendor_id, month, gold, amount_micros, "
       "  releases_micros) "
       "SELECT CASE WHEN state = 'completed' THEN 'settle' ELSE 'release' END, assignment_id, job_id, team_id, "
@@ -152,7 +169,7 @@ std::size_t close(pqxx::work& tx, const std::vector<std::string>& assignment_ids
       "FROM c ORDER BY assignment_id "
       "ON CONFLICT (assignment_id) WHERE kind <> 'hold' DO NOTHING "
       "RETURNING kind, job_id::text, team_id, vendor_id, to_char(month, 'YYYY-MM'), amount_micros, releases_micros",
-      ids.dump());
+      ids);
   if (rows.empty()) return 0;
   struct Delta {
     std::int64_t held = 0, spent = 0;
@@ -169,21 +186,47 @@ std::size_t close(pqxx::work& tx, const std::vector<std::string>& assignment_ids
       deltas[key].spent += d.spent;
     }
   }
-  std::set<std::string> keys;
-  for (const auto& [key, d] : deltas) keys.insert(key);
-  auto totals = lock_accounts(tx, keys);
-  for (const auto& [key, d] : deltas) {
-    totals[key].held += d.held;
-    totals[key].spent += d.spent;
-  }
-  write_accounts(tx, totals, {});
+  json pending = json::array();
+  for (const auto& [key, d] : deltas) pending.push_back({{"key", key}, {"held", d.held}, {"spent", d.spent}});
+  tx.exec_params0(
+      "INSERT INTO account_deltas (key, held_delta, spent_delta) "
+      "SELECT x.key, x.held, x.spent FROM jsonb_to_recordset($1::jsonb) AS x(key text, held bigint, spent bigint)",
+      pending.dump());
   return rows.size();
 }
 
+std::size_t apply_deltas(pqxx::work& tx, std::size_t max_rows) {
+  auto rows = tx.exec_params(
+      "WITH d AS (DELETE FROM account_deltas WHERE id IN "
+      "             (SELECT id FROM account_deltas ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) "
+      "           RETURNING key, held_delta, spent_delta) "
+      "SELECT key, sum(held_delta)::bigint, sum(spent_delta)::bigint, count(*) FROM d GROUP BY key",
+      static_cast<long>(max_rows));
+  if (rows.empty()) return 0;
+  std::set<std::string> keys;
+  std::size_t applied = 0;
+  for (const auto& r : rows) {
+    keys.insert(r[0].as<std::string>());
+    applied += r[3].as<std::size_t>();
+  }
+  auto totals = lock_accounts(tx, keys);
+  for (const auto& r : rows) {
+    auto& t = totals[r[0].as<std::string>()];
+    t.held += r[1].as<std::int64_t>();
+    t.spent += r[2].as<std::int64_t>();
+  }
+  write_accounts(tx, totals, {});
+  return applied;
+}
+
 Balance job_balance(pqxx::work& tx, const std::string& job_id) {
-  auto rows = tx.exec_params("SELECT held_micros, spent_micros FROM budget_accounts WHERE key = $1",
-                             job_account(job_id));
-  if (rows.empty()) return {};
+  // The account plus what is still pending for it: exact, whether or not deltas were applied.
+  auto rows = tx.exec_params(
+      "SELECT coalesce((SELECT held_micros FROM budget_accounts WHERE key = $1), 0) + "
+      "         coalesce((SELECT sum(held_delta) FROM account_deltas WHERE key = $1), 0), "
+      "       coalesce((SELECT spent_micros FROM budget_accounts WHERE key = $1), 0) + "
+      "         coalesce((SELECT sum(spent_delta) FROM account_deltas WHERE key = $1), 0)",
+      job_account(job_id));
   return {rows[0][0].as<std::int64_t>(), rows[0][1].as<std::int64_t>()};
 }
 

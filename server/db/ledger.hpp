@@ -5,9 +5,9 @@
 // Money moves per assignment: hold (its quote, when it is first sent), then settle (the vendor's
 // charge; closes the hold) or release (failed or canceled; closes the hold). Unique indexes make
 // each of those happen at most once, so a repeated callback or cancel cannot bill twice.
-// budget_accounts carry the totals the entries imply and are updated in the same transaction,
-// always locked in key order after the transaction's assignment rows (the order every dispatch
-// transaction follows), so concurrent dispatchers neither deadlock nor overshoot a budget.
+// budget_accounts carry the totals the entries imply. Holds update them in the claiming
+// transaction, locked in key order after its assignment rows, so concurrent dispatchers neither
+// deadlock nor overshoot a budget; settles and releases append account_deltas, applied later.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -46,11 +46,16 @@ std::vector<HoldRefusal> hold(pqxx::work& tx, const std::vector<HoldRequest>& re
                               std::optional<std::int64_t> vendor_monthly_budget_micros);
 
 // Settles completed assignments (their cost_micros, else their quote) and releases failed or
-// canceled ones, for those of `assignment_ids` that hold money and are not closed yet. Returns how
-// many entries were written.
+// canceled ones, for those of `assignment_ids` that hold money and are not closed yet. The account
+// totals change through account_deltas (applied by apply_deltas), so recording results never
+// waits on a budget row. Returns how many entries were written.
 std::size_t close(pqxx::work& tx, const std::vector<std::string>& assignment_ids);
 
-// A job's totals as the ledger's accounts have them.
+// Applies up to `max_rows` pending deltas to budget_accounts (locked in key order). Returns how
+// many were applied.
+std::size_t apply_deltas(pqxx::work& tx, std::size_t max_rows);
+
+// A job's totals: its account plus its pending deltas.
 struct Balance {
   std::int64_t held_micros = 0;
   std::int64_t spent_micros = 0;

@@ -186,7 +186,8 @@ struct Dispatch::PendingResults {
 
 namespace {
 constexpr int kResultWriters = 2;
-constexpr std::size_t kRollupBatch = 20000;  // events per rollup transaction
+constexpr std::size_t kRollupBatch = 20000;      // events per rollup transaction
+constexpr std::size_t kLedgerDeltaBatch = 20000;  // budget deltas per transaction
 constexpr std::size_t kMaxGroupsPerCommit = 256;
 }  // namespace
 
@@ -472,6 +473,9 @@ void Engine::run_maintenance() {
         log::info("took over expired claims", {{"units", n}});
       if (auto n = with_retry(pool, [&](auto& c) { return db::expire_deadlines(c, rules); }); n > 0)
         log::info("jobs ended at their deadline", {{"jobs", n}});
+      while (with_retry(pool, [](auto& c) { return db::apply_ledger_deltas(c, kLedgerDeltaBatch); }) >=
+             kLedgerDeltaBatch) {
+      }
       if (auto n = with_retry(pool, [](auto& c) { return db::mark_budget_exhausted(c); }); n > 0)
         log::info("jobs stopped by their budget", {{"jobs", n}});
       while (with_retry(pool, [&](auto& c) { return db::finish_jobs(c, rules); }) > 0) {

@@ -48,10 +48,16 @@ LedgerSums ledger_sums(const std::string& db_url, const std::string& job_id) {
   return s;
 }
 
-// Every budget account equals what the ledger's entries imply for it.
+// Every budget account equals what the ledger's entries imply for it, once the broker has
+// applied the pending settle and release deltas (its maintenance loop does, every 100 ms here).
 void check_accounts_reconcile(const std::string& db_url) {
   pqxx::connection c(db_url);
   pqxx::nontransaction tx(c);
+  const auto deadline = std::chrono::steady_clock::now() + seconds(30);
+  while (tx.exec("SELECT count(*) FROM account_deltas")[0][0].as<long>() > 0 &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(milliseconds(50));
+  REQUIRE(tx.exec("SELECT count(*) FROM account_deltas")[0][0].as<long>() == 0);
   auto rows = tx.exec(
       "WITH e AS (SELECT kind, amount_micros, releases_micros, "
       "                  ARRAY['job:' || job_id, 'team:' || team_id || ':' || to_char(month, 'YYYY-MM'), "
