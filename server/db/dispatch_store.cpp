@@ -21,6 +21,14 @@ using Clock = std::chrono::system_clock;
 // statement per batch instead of one per row, and still fully parameterised.
 std::string as_param(const json& rows) { return rows.dump(); }
 
+// A list of strings (ids) as one JSON parameter.
+template <typename Strings>
+std::string strings_param(const Strings& values) {
+  json list = json::array();
+  for (const auto& v : values) list.push_back(v);
+  return list.dump();
+}
+
 // The key lists these transactions join against are small next to the tables (a batch against
 // every open item of a job), but PostgreSQL cannot see inside a JSON parameter and estimates 100
 // rows, which makes it hash-join, i.e. scan all of job_items or assignments per callback. Nested
@@ -81,14 +89,12 @@ DispatchJob job_from_row(const pqxx::row& r) {
 std::map<std::string, DispatchJob> load_jobs(pqxx::work& tx, const std::set<std::string>& ids) {
   std::map<std::string, DispatchJob> jobs;
   if (ids.empty()) return jobs;
-  json list = json::array();
-  for (const auto& id : ids) list.push_back(id);
   auto rows = run_prepared(
       tx, "lb_load_jobs",
       std::string("SELECT ") + kJobColumns +
           " FROM jsonb_array_elements_text($1::jsonb) AS x(id) CROSS JOIN LATERAL "
           "(SELECT * FROM jobs WHERE id = x.id::uuid) j",
-      as_param(list));
+      strings_param(ids));
   for (const auto& r : rows) {
     auto job = job_from_row(r);
     jobs.emplace(job.id, std::move(job));
@@ -431,11 +437,6 @@ void record_send_events(pqxx::work& tx, const json& outcomes) {
 // latency and punctuality; per unit the vendor failed (not one we asked it to cancel), an error.
 void record_result_events(pqxx::work& tx, const std::vector<std::string>& completed_ids,
                           const std::vector<std::string>& failed_ids) {
-  auto ids = [](const std::vector<std::string>& v) {
-    json a = json::array();
-    for (const auto& id : v) a.push_back(id);
-    return as_param(a);
-  };
   if (!completed_ids.empty())
     run_prepared(tx, "lb_answer_events",
         "INSERT INTO quality_events (team_id, vendor_id, domain, task_type, expertise, judgments, gold_n, "
@@ -450,7 +451,7 @@ void record_result_events(pqxx::work& tx, const std::vector<std::string>& comple
         "CROSS JOIN LATERAL (SELECT j.team_id, j.domain, j.task_type, j.expertise, j.deadline FROM jobs j "
         "                    WHERE j.id = a.job_id) j "
         "CROSS JOIN LATERAL (SELECT i.gold_answer FROM job_items i WHERE i.job_id = a.job_id AND i.item_id = a.item_id) i",
-        ids(completed_ids));
+        strings_param(completed_ids));
   if (!failed_ids.empty())
     tx.exec_params0(
         "INSERT INTO quality_events (team_id, vendor_id, domain, task_type, expertise, errors) "
@@ -459,7 +460,7 @@ void record_result_events(pqxx::work& tx, const std::vector<std::string>& comple
         "CROSS JOIN LATERAL (SELECT * FROM assignments a WHERE a.id = x.id::uuid AND a.state = 'failed') a "
         "CROSS JOIN LATERAL (SELECT j.team_id, j.domain, j.task_type, j.expertise FROM jobs j WHERE j.id = a.job_id) j "
         "GROUP BY 1, 2, 3, 4, 5",
-        ids(failed_ids));
+        strings_param(failed_ids));
 }
 
 // Units the vendor's monthly cap refused move to another vendor, in a transaction of their own
@@ -468,8 +469,6 @@ void record_result_events(pqxx::work& tx, const std::vector<std::string>& comple
 // the next claim refuses them again.
 void move_off_capped_vendor(pqxx::connection& c, const std::vector<std::string>& ids, const DispatchRules& rules) {
   if (ids.empty()) return;
-  json list = json::array();
-  for (const auto& id : ids) list.push_back(id);
   pqxx::work tx(c);
   prefer_key_lookups(tx);
   auto moved_rows = tx.exec_params(
@@ -478,7 +477,7 @@ void move_off_capped_vendor(pqxx::connection& c, const std::vector<std::string>&
       "WHERE a.id IN (SELECT value::uuid FROM jsonb_array_elements_text($1::jsonb)) AND a.state = 'queued' "
       "  AND a.batch_id IS NULL "
       "RETURNING a.job_id::text, a.item_id",
-      as_param(list));
+      strings_param(ids));
   std::set<ItemKey> moved;
   for (const auto& r : moved_rows) moved.insert({r[0].as<std::string>(), r[1].as<std::string>()});
   reroute_items(tx, moved, rules);
@@ -1019,10 +1018,10 @@ std::vector<CancelTarget> claim_units_to_cancel(pqxx::connection& c, const std::
 void record_cancel_outcomes(pqxx::connection& c, const std::vector<std::string>& canceled,
                             const std::vector<std::string>& keep) {
   auto ids = [](const std::vector<std::string>& v) {
-    json a = json::array();
+    std::vector<std::string> valid;
     for (const auto& id : v)
-      if (common::is_uuid(id)) a.push_back(id);
-    return as_param(a);
+      if (common::is_uuid(id)) valid.push_back(id);
+    return strings_param(valid);
   };
   pqxx::work tx(c);
   if (!canceled.empty())

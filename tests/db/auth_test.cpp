@@ -9,6 +9,7 @@
 #include "config/config.hpp"
 #include "db/migrations.hpp"
 #include "db/team_store.hpp"
+#include "support/api_keys.hpp"
 #include "support/http_client.hpp"
 #include "support/process.hpp"
 #include "support/scratch_db.hpp"
@@ -18,14 +19,6 @@ using namespace labelbroker;
 using namespace labelbroker::testing;
 
 namespace {
-
-std::string make_key(const std::string& url, const std::string& team, auth::Role role) {
-  pqxx::connection c(url);
-  auto [record, created] = db::ensure_team(c, team);
-  auto key = auth::generate_api_key();
-  db::insert_api_key(c, record.id, key.prefix, key.secret_hash, std::string(auth::to_string(role)));
-  return key.plaintext;
-}
 
 std::vector<std::pair<std::string, std::string>> bearer(const std::string& key) {
   return {{"Authorization", "Bearer " + key}};

@@ -16,6 +16,7 @@
 #include "db/migrations.hpp"
 #include "db/probe.hpp"
 #include "db/team_store.hpp"
+#include "support/api_keys.hpp"
 #include "support/http_client.hpp"
 #include "support/scratch_db.hpp"
 #include "support/test_server.hpp"
@@ -68,19 +69,6 @@ json job_body(int items, int gold = 0) {
           {{"id", "g-" + std::to_string(i)}, {"data", {{"text", "own gold"}}}, {"answer", "unsure"}});
   }
   return body;
-}
-
-std::string make_key(const std::string& url, const std::string& team, auth::Role role) {
-  pqxx::connection c(url);
-  auto [record, created] = db::ensure_team(c, team);
-  auto key = auth::generate_api_key();
-  db::insert_api_key(c, record.id, key.prefix, key.secret_hash, std::string(auth::to_string(role)));
-  return key.plaintext;
-}
-
-std::string problem_type(const HttpResult& r) {
-  auto body = json::parse(r.body, nullptr, false);
-  return body.is_object() && body.contains("type") ? body["type"].get<std::string>() : "";
 }
 
 // The messages of the errors at `pointer`, in order.

@@ -12,6 +12,7 @@
 
 #include "auth/api_key.hpp"
 #include "db/team_store.hpp"
+#include "support/api_keys.hpp"
 #include "support/fleet.hpp"
 #include "support/http_client.hpp"
 
@@ -354,14 +355,7 @@ TEST_CASE("quality e2e: gold measures each vendor's accuracy per domain; the sco
   CHECK(concentration["overall"]["items"] == 5400);
 
   // Viewers may read scores; bad filters are 400 with the allowed values.
-  std::string viewer_key;
-  {
-    pqxx::connection c(fleet.db_url());
-    auto [team, created] = db::ensure_team(c, "team-a");
-    auto key = auth::generate_api_key();
-    db::insert_api_key(c, team.id, key.prefix, key.secret_hash, "viewer");
-    viewer_key = key.plaintext;
-  }
+  const auto viewer_key = make_key(fleet.db_url(), "team-a", auth::Role::viewer);
   const std::vector<std::pair<std::string, std::string>> viewer = {{"Authorization", "Bearer " + viewer_key}};
   CHECK(http_request(port, "GET", "/v1/vendors/scores", "", viewer).status == 200);
   CHECK(http_request(port, "GET", "/v1/concentration", "", viewer).status == 200);
