@@ -18,9 +18,10 @@ Starts a throwaway PostgreSQL cluster (scripts/pg, temp dir, free port), then:
      event times spread over the last 30 days);
   2. starts broker A (dispatch on, so its maintenance loop rolls the events up; vendors point at
      a closed port and are never called, as there are no jobs; quality.scores_cache_ms=CACHE_MS)
-     and times how long it takes to drain both event tables into vendor_hourly and
-     vendor_pair_hourly (events/s), then checks the rollups add up to what was loaded and runs
-     VACUUM ANALYZE, as autovacuum would have by then;
+     and times how long it takes to drain both event tables into the hourly rollups
+     (vendor_hourly, vendor_pair_hourly) and the cumulative ones the endpoint reads
+     (vendor_cumulative, team_vendor_cumulative, vendor_pair_cumulative) (events/s), then checks
+     both add up to what was loaded and runs VACUUM ANALYZE, as autovacuum would have by then;
   3. uncached: starts broker B on the same database (dispatch off, quality.scores_cache_ms=0) and
      measures GET /v1/vendors/scores?window=W for each W in WINDOWS with one connection
      (wrk -t1 -c1 -dLAT_DURATION --latency, after a WARMUP run): p50 and p99 against the target
@@ -56,8 +57,8 @@ environment:
   ACCESS_LOG=1             both servers write one access-log line per request to a file (0: neither)
   ROLLUP_TIMEOUT_S=3600    give up waiting for the roll-up after this long
   STALL_S=180              fail when the roll-up makes no progress for this long
-  PG_STATEMENTS=0          1: load pg_stat_statements and print the top statements of the uncached
-                           and the cached phase
+  PG_STATEMENTS=0          1: load pg_stat_statements and print the top statements of the roll-up,
+                           the uncached and the cached phase
   PLANS=0                  1: after the uncached runs, log the plans (EXPLAIN ANALYZE, BUFFERS, via
                            auto_explain) of one uncached request per window to plans.log (use --keep)
   LABELBROKER_BUILD_DIR    build dir holding bin/labelbroker (default: build)
@@ -170,10 +171,24 @@ trap 'exit 143' TERM
 # build dir is rebuilt meanwhile.
 cp "$broker_bin" "$work/labelbroker" || die "cannot copy $broker_bin"
 broker_bin="$work/labelbroker"
+# The commit the tree was at when the binary was copied (-dirty: with uncommitted changes).
+commit=$(git -C "$repo_root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ "$commit" != unknown ] && [ -n "$(git -C "$repo_root" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+  commit+="-dirty"
+fi
 
 sql() { psql -X -Atq -v ON_ERROR_STOP=1 "$database_url" -c "$1"; }
 fmt() { awk -v n="$1" 'BEGIN { s = sprintf("%.0f", n); r = ""; while (length(s) > 3) { r = "," substr(s, length(s) - 2) r; s = substr(s, 1, length(s) - 3) } print s r }'; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+top_statements() { # title
+  [ "$pg_statements" = 1 ] || return 0
+  echo
+  echo "pg_stat_statements, $1, top 8 by total time:"
+  psql -X -q "$database_url" -c "SELECT calls, round(total_exec_time::numeric, 0) AS total_ms,
+      round(mean_exec_time::numeric, 3) AS mean_ms, rows, left(regexp_replace(query, '\s+', ' ', 'g'), 140) AS query
+      FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 8"
+}
+reset_statements() { [ "$pg_statements" = 0 ] || sql "SELECT pg_stat_statements_reset()" >/dev/null; }
 
 # CPU time in clock ticks: a process (all threads), with "children" also its reaped children
 # (where PostgreSQL's exited backends end up).
@@ -343,6 +358,7 @@ deleted_events() {
   sql "SELECT coalesce(sum(n_tup_del), 0) FROM pg_stat_user_tables WHERE relname IN ('quality_events', 'agreement_events')"
 }
 deleted_before=$(deleted_events)
+reset_statements
 log "starting broker A on $listen_a (dispatch on, scores cache ${cache_ms} ms); rolling up $(fmt "$events_total") events"
 "${broker_env[@]}" "$broker_bin" serve >"$work/broker-a.stdout" 2>"$work/broker-a.log" &
 broker_a_pid=$!
@@ -376,6 +392,7 @@ while :; do
   sleep 1
 done
 rollup_t1=$(now)
+top_statements "roll-up (broker A's maintenance loop)"
 cpu_rollup_broker=$(awk -v a="$cpu0_broker" -v b="$(cpu_ticks "$broker_a_pid")" -v hz="$hz" 'BEGIN { printf "%.1f", (b - a) / hz }')
 cpu_rollup_pg=$(awk -v a="$cpu0_pg" -v b="$(tree_ticks "$postmaster_pid")" -v hz="$hz" 'BEGIN { printf "%.1f", (b - a) / hz }')
 rollup_seconds=$(secs "$rollup_t0" "$rollup_t1")
@@ -400,6 +417,27 @@ got_buckets=$(sql "SELECT coalesce(sum(n), 0) FROM vendor_hourly, unnest(latency
 [ "$got_buckets" = "$expect_answers" ] || failures+=("latency histograms count $got_buckets answers, $expect_answers were loaded")
 got_pairs=$(sql "SELECT coalesce(sum(a_count), 0) FROM vendor_pair_hourly")
 [ "$got_pairs" = "$expect_pairs" ] || failures+=("vendor_pair_hourly counts $got_pairs pairs, $expect_pairs were loaded")
+# The cumulative rollups: each key's latest row holds its all-time totals; the keys over all
+# domains, task types and expertise tiers (NULL) hold everything once per vendor (pair).
+read -r got_answers got_gold got_cost got_sends got_buckets got_team_cost < <(sql "
+  SELECT sum(c.judgments + c.gold_n), sum(c.gold_n), sum(c.cost_micros), sum(c.sends),
+         sum((SELECT sum(n) FROM unnest(c.latency_buckets) AS n)),
+         (SELECT sum(t.cost_micros) FROM vendor_keys k CROSS JOIN LATERAL (
+            SELECT DISTINCT ON (team_id) cost_micros FROM team_vendor_cumulative t WHERE t.key_id = k.id
+            ORDER BY team_id, hour DESC) t WHERE k.domain IS NULL AND k.task_type IS NULL AND k.expertise IS NULL)
+  FROM vendor_keys k CROSS JOIN LATERAL (SELECT * FROM vendor_cumulative c WHERE c.key_id = k.id
+                                         ORDER BY hour DESC LIMIT 1) c
+  WHERE k.domain IS NULL AND k.task_type IS NULL AND k.expertise IS NULL" | tr '|' ' ')
+[ "$got_answers" = "$expect_answers" ] || failures+=("vendor_cumulative holds $got_answers answers, $expect_answers were loaded")
+[ "$got_gold" = "$expect_gold" ] || failures+=("vendor_cumulative holds $got_gold gold answers, $expect_gold were loaded")
+[ "$got_cost" = "$expect_cost" ] || failures+=("vendor_cumulative holds cost $got_cost micros, $expect_cost were loaded")
+[ "$got_sends" = "$expect_sends" ] || failures+=("vendor_cumulative holds $got_sends sends, $expect_sends were loaded")
+[ "$got_buckets" = "$expect_answers" ] || failures+=("vendor_cumulative's histograms count $got_buckets answers, $expect_answers were loaded")
+[ "$got_team_cost" = "$expect_cost" ] || failures+=("team_vendor_cumulative holds cost $got_team_cost micros, $expect_cost were loaded")
+got_pairs=$(sql "SELECT coalesce(sum(c.a_count), 0) FROM vendor_pair_keys k CROSS JOIN LATERAL (
+                   SELECT a_count FROM vendor_pair_cumulative c WHERE c.key_id = k.id ORDER BY hour DESC LIMIT 1) c
+                 WHERE k.domain IS NULL AND k.task_type IS NULL AND k.expertise IS NULL")
+[ "$got_pairs" = "$expect_pairs" ] || failures+=("vendor_pair_cumulative counts $got_pairs pairs, $expect_pairs were loaded")
 if [ ${#failures[@]} -gt 0 ]; then
   for f in "${failures[@]}"; do log "FAIL: $f"; done
   die "the rollups do not add up to what was loaded"
@@ -407,16 +445,22 @@ fi
 log "rollups check: answers, gold, cost, sends, latency histograms and agreement pairs add up"
 
 log "VACUUM ANALYZE (what autovacuum would have done by now), CHECKPOINT"
-for table in quality_events agreement_events vendor_hourly vendor_pair_hourly ledger_entries; do
+for table in quality_events agreement_events vendor_hourly vendor_pair_hourly vendor_keys vendor_cumulative \
+  team_vendor_cumulative vendor_pair_keys vendor_pair_cumulative ledger_entries; do
   sql "VACUUM (ANALYZE) $table" >/dev/null
 done
 sql "CHECKPOINT" >/dev/null
-read -r hourly_rows pair_rows hourly_size pair_size ledger_size < <(sql "
+read -r hourly_rows pair_rows hourly_size pair_size cumulative_rows cumulative_size ledger_size < <(sql "
   SELECT (SELECT count(*) FROM vendor_hourly), (SELECT count(*) FROM vendor_pair_hourly),
          replace(pg_size_pretty(pg_total_relation_size('vendor_hourly')), ' ', ''),
          replace(pg_size_pretty(pg_total_relation_size('vendor_pair_hourly')), ' ', ''),
+         (SELECT count(*) FROM vendor_cumulative) + (SELECT count(*) FROM team_vendor_cumulative)
+           + (SELECT count(*) FROM vendor_pair_cumulative),
+         replace(pg_size_pretty(pg_total_relation_size('vendor_cumulative') + pg_total_relation_size('team_vendor_cumulative')
+           + pg_total_relation_size('vendor_pair_cumulative')), ' ', ''),
          replace(pg_size_pretty(pg_total_relation_size('ledger_entries')), ' ', '')" | tr '|' ' ')
-log "vendor_hourly: $(fmt "$hourly_rows") rows ($hourly_size), vendor_pair_hourly: $(fmt "$pair_rows") rows ($pair_size), ledger_entries: $ledger_size"
+log "vendor_hourly: $(fmt "$hourly_rows") rows ($hourly_size), vendor_pair_hourly: $(fmt "$pair_rows") rows ($pair_size)," \
+  "cumulative: $(fmt "$cumulative_rows") rows ($cumulative_size), ledger_entries: $ledger_size"
 
 # --- wrk helpers --------------------------------------------------------------------------------
 auth_header="Authorization: Bearer $key"
@@ -474,15 +518,6 @@ settle() { # pid name
   done
   die "$2 still busy 600 s after a run"
 }
-top_statements() { # title
-  [ "$pg_statements" = 1 ] || return 0
-  echo
-  echo "pg_stat_statements, $1, top 8 by total time:"
-  psql -X -q "$database_url" -c "SELECT calls, round(total_exec_time::numeric, 0) AS total_ms,
-      round(mean_exec_time::numeric, 3) AS mean_ms, rows, left(regexp_replace(query, '\s+', ' ', 'g'), 100) AS query
-      FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 8"
-}
-reset_statements() { [ "$pg_statements" = 0 ] || sql "SELECT pg_stat_statements_reset()" >/dev/null; }
 ms() { awk -v v="$1" 'BEGIN { if (v == "") print "n/a"; else printf (v < 10) ? "%.2f" : "%.0f", v }'; }
 start_broker() { # name config listen -> sets started_pid
   LABELBROKER_CONFIG="$2" LABELBROKER_DATABASE_URL="$database_url" LABELBROKER_LISTEN="$3" \
@@ -561,11 +596,11 @@ query="window=$cached_window"
 curl -fsS -o "$work/cached.json" -D "$work/cached.headers" -H "$auth_header" "http://$listen_a$path?$query" ||
   die "GET $path?$query on broker A failed"
 curl -fsS -o "$work/cached-c.json" -H "$auth_header" "http://$listen_c$path?$query" || die "GET $path?$query on broker C failed"
-# Same data, same hour, same length; a few digits may differ: PostgreSQL's parallel sums of
-# doubles (ds_correct) are not bit-stable from one computation to the next.
+# Same data, same hour: the same bytes (the rollups' sums are integers), unless an hour boundary
+# passed between the two requests.
 if ! cmp -s "$work/cached.json" "$work/cached-c.json"; then
-  log "note: brokers A and C answered bodies of $(wc -c <"$work/cached.json") and $(wc -c <"$work/cached-c.json") bytes" \
-    "differing in $(cmp -l "$work/cached.json" "$work/cached-c.json" 2>/dev/null | wc -l) bytes (float sums, or an hour boundary)"
+  log "note: brokers A and C answered bodies of $(wc -c <"$work/cached.json") and $(wc -c <"$work/cached-c.json") bytes," \
+    "not byte-identical (an hour boundary passed?); nginx serves A's"
 fi
 content_type=$(tr -d '\r' <"$work/cached.headers" | awk -F': *' 'tolower($1) == "content-type" { print $2; exit }')
 [[ "$content_type" =~ ^[[:print:]]+$ && "$content_type" != *'"'* && "$content_type" != *\\* ]] ||
@@ -702,10 +737,6 @@ done
 # --- report -------------------------------------------------------------------------------------
 overall=PASS
 [ "$p99_all_ok" = PASS ] && [ "${ratio_ok[hit]}" = PASS ] && [ "${ratio_ok[ttl]}" = PASS ] || overall=FAIL
-commit=$(git -C "$repo_root" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ "$commit" != unknown ] && [ -n "$(git -C "$repo_root" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
-  commit+="-dirty"
-fi
 cores=$(nproc)
 echo
 echo "scores: $(fmt "$judgments") judgments over 30 days, $(fmt "$agreements") agreement events, $(fmt "$ledger") ledger rows; $cores cores, commit $commit"
@@ -713,7 +744,8 @@ echo "  data     : $(fmt "$quality_rows") quality events (answers, 10% gold, + s
 echo "             $(fmt "$agreement_rows") agreement events in ${agreement_load_s} s; $(fmt "$ledger_rows") ledger rows in ${ledger_load_s} s"
 echo "  roll-up  : $(fmt "$events_total") events in ${rollup_seconds} s by broker A's maintenance loop: $(fmt "$rollup_rate") events/s${rollup_slow}"
 echo "             (CPU: broker ${cpu_rollup_broker} s, PostgreSQL ${cpu_rollup_pg} s; broker warnings: $rollup_warn)"
-echo "             -> vendor_hourly $(fmt "$hourly_rows") rows ($hourly_size), vendor_pair_hourly $(fmt "$pair_rows") rows ($pair_size); sums checked"
+echo "             -> vendor_hourly $(fmt "$hourly_rows") rows ($hourly_size), vendor_pair_hourly $(fmt "$pair_rows") rows ($pair_size);"
+echo "                cumulative (vendor, team, pair) $(fmt "$cumulative_rows") rows ($cumulative_size); sums checked"
 echo "  uncached : broker B (quality.scores_cache_ms 0), wrk -t1 -c1 -d$lat_duration --latency; target p99 <= $p99_target_ms ms"
 printf '             %-7s %10s %10s %10s %9s  %s\n' window p50 p99 req/s bytes result
 for w in "${window_list[@]}"; do
@@ -743,9 +775,9 @@ uncached_cells="${uncached_cells%; } $p99_all_ok"
 echo
 echo "Markdown row for docs/benchmarks.md:"
 # shellcheck disable=SC2016  # the backticks are Markdown
-printf '| %s | `%s` | %s | %s judgments, %s agreements, %s ledger rows; %s + %s rollup rows | %s s (%s events/s) | %s | %s: nginx %s; all hits %s (%s %s); cache %s ms %s (%s %s) | %s |\n' \
+printf '| %s | `%s` | %s | %s judgments, %s agreements, %s ledger rows; %s + %s hourly, %s cumulative rollup rows | %s s (%s events/s) | %s | %s: nginx %s; all hits %s (%s %s); cache %s ms %s (%s %s) | %s |\n' \
   "$(date -u +%F)" "$commit" "$cores" "$(fmt "$judgments")" "$(fmt "$agreements")" "$(fmt "$ledger")" \
-  "$(fmt "$hourly_rows")" "$(fmt "$pair_rows")" "$rollup_seconds" "$(fmt "$rollup_rate")" "$uncached_cells" \
+  "$(fmt "$hourly_rows")" "$(fmt "$pair_rows")" "$(fmt "$cumulative_rows")" "$rollup_seconds" "$(fmt "$rollup_rate")" "$uncached_cells" \
   "$cached_window c$connections" "$(round_int "${rps[nginx]}")" "$(round_int "${rps[hit]}")" "${ratio[hit]}" "${ratio_ok[hit]}" \
   "$cache_ms" "$(round_int "${rps[ttl]}")" "${ratio[ttl]}" "${ratio_ok[ttl]}" "$overall"
 

@@ -2,7 +2,9 @@
 --
 -- Quality: the transactions that record work append small events (quality_events,
 -- agreement_events) instead of updating shared counters, so result ingestion never queues behind
--- a hot row; a maintenance step drains the events into hourly rollups, which the scores API reads.
+-- a hot row; a maintenance step drains the events into hourly rollups (the history) and into
+-- cumulative rollups (running totals), from which the scores API reads any window in two index
+-- probes per key.
 -- Money: an append-only ledger in integer micro-dollars; budget_accounts carry the running totals
 -- the ledger implies (same transaction), so a budget check is one locked row, not a sum.
 
@@ -122,7 +124,8 @@ CREATE TABLE agreement_events (
     label_b    text NOT NULL
 );
 
--- Hourly totals per team x vendor x domain x task type x expertise; `latency_buckets` counts
+-- The history: hourly totals per team x vendor x domain x task type x expertise (the views read
+-- the cumulative rollups below, which the same roll-up writes); `latency_buckets` counts
 -- answers per latency bucket (upper bounds in server/quality/market.hpp, kLatencyBucketsMs).
 -- Quality is pooled over teams when scored (more evidence about the vendor); volumes and spend
 -- are shown to each team for its own work only.
@@ -145,8 +148,6 @@ CREATE TABLE vendor_hourly (
     latency_buckets bigint[] NOT NULL DEFAULT '{}',
     PRIMARY KEY (hour, team_id, vendor_id, domain, task_type, expertise)
 );
--- Which domains have data: the scores API accepts those besides the configured ones.
-CREATE INDEX vendor_hourly_domain_idx ON vendor_hourly (domain);
 
 -- Hourly agreement tables between two vendors, one row per label: how often A said it, how often
 -- B said it, how often both did. Summed over rows they give observed agreement (sum agree / items)
@@ -164,3 +165,84 @@ CREATE TABLE vendor_pair_hourly (
     agree      bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (hour, vendor_a, vendor_b, domain, task_type, expertise, label)
 );
+
+-- ---- cumulative rollups -------------------------------------------------------------------------
+-- Running totals, for reading any window without summing its hours: one row per key and hour that
+-- had events, holding the totals over every hour up to and including it. The totals of the hours
+-- >= start are the key's latest row minus its latest row before start (zero if none): two index
+-- probes per key, however long the window. The roll-up (one process at a time) inserts a row for
+-- each hour with events, starting from the key's previous row, and adds a late event to every
+-- later row of its key too. Counters are integers (Dawid-Skene's expected correct judgments in
+-- millionths), so sums are exact and the same data always reads the same.
+--
+-- Keys exist at every level of detail: each combination of domain, task type and expertise may be
+-- NULL, meaning all of them (the event counts in all eight). A request, whatever its filters,
+-- then reads one key per vendor (per vendor pair and label for agreement), not one per domain x
+-- task type x expertise. Quality is pooled over teams; the team's own volume and spend are kept
+-- apart, per team.
+
+-- `key` is the other columns as a JSON array (NULL as null), written by the roll-up, which looks
+-- keys up by it (NULLs never compare equal, a text does).
+CREATE TABLE vendor_keys (
+    id         integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    key        text NOT NULL UNIQUE,
+    vendor_id  text NOT NULL,
+    domain     text,  -- NULL: all domains
+    task_type  text,  -- NULL: all task types
+    expertise  text   -- NULL: all tiers
+);
+-- Which domains have data: the scores API accepts those besides the configured ones.
+CREATE INDEX vendor_keys_domain_idx ON vendor_keys (domain);
+-- The keys of one level of detail (NULLs as ''), which a request reads.
+CREATE INDEX vendor_keys_level_idx ON vendor_keys
+    ((coalesce(domain, '')), (coalesce(task_type, '')), (coalesce(expertise, '')));
+
+-- vendor_hourly's counters as running totals per vendor key, all teams; latency_buckets counts per
+-- bucket of kLatencyBucketsMs (not cumulative over buckets), one count for every bucket.
+CREATE TABLE vendor_cumulative (
+    key_id            integer NOT NULL REFERENCES vendor_keys (id),
+    hour              timestamptz NOT NULL,
+    judgments         bigint NOT NULL,
+    gold_n            bigint NOT NULL,
+    gold_correct      bigint NOT NULL,
+    cost_micros       bigint NOT NULL,
+    on_time           bigint NOT NULL,
+    sends             bigint NOT NULL,
+    errors            bigint NOT NULL,
+    ds_n              bigint NOT NULL,
+    ds_correct_micros bigint NOT NULL,  -- sum of round(ds_correct * 1e6) per event
+    latency_buckets   bigint[] NOT NULL CHECK (cardinality(latency_buckets) = 14),
+    PRIMARY KEY (key_id, hour)
+) WITH (fillfactor = 90);  -- room for HOT updates of the current hour's rows
+
+-- The team's own real answers and spend per vendor key.
+CREATE TABLE team_vendor_cumulative (
+    team_id      bigint NOT NULL,
+    key_id       integer NOT NULL REFERENCES vendor_keys (id),
+    hour         timestamptz NOT NULL,
+    judgments    bigint NOT NULL,
+    cost_micros  bigint NOT NULL,
+    PRIMARY KEY (team_id, key_id, hour)
+) WITH (fillfactor = 90);
+
+-- vendor_pair_hourly as running totals per pair, level of detail and label.
+CREATE TABLE vendor_pair_keys (
+    id         integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    key        text NOT NULL UNIQUE,  -- as in vendor_keys
+    vendor_a   text NOT NULL,
+    vendor_b   text NOT NULL,
+    domain     text,
+    task_type  text,
+    expertise  text,
+    label      text NOT NULL
+);
+CREATE INDEX vendor_pair_keys_level_idx ON vendor_pair_keys
+    ((coalesce(domain, '')), (coalesce(task_type, '')), (coalesce(expertise, '')));
+CREATE TABLE vendor_pair_cumulative (
+    key_id   integer NOT NULL REFERENCES vendor_pair_keys (id),
+    hour     timestamptz NOT NULL,
+    a_count  bigint NOT NULL,
+    b_count  bigint NOT NULL,
+    agree    bigint NOT NULL,
+    PRIMARY KEY (key_id, hour)
+) WITH (fillfactor = 90);
