@@ -75,6 +75,22 @@ std::shared_ptr<const db::KeyRecord> KeyCache::authenticate(const std::string& p
   return record;
 }
 
+std::shared_ptr<const db::KeyRecord> KeyCache::cached(const std::string& prefix, const std::string& secret_hash) const {
+  const auto now = now_();
+  std::shared_lock lock(mutex_);
+  if (ttl_.count() <= 0) return nullptr;
+  auto it = keys_.find(prefix);
+  if (it == keys_.end() || now - it->second.loaded_at >= ttl_) return nullptr;
+  return common::constant_time_equal(secret_hash, it->second.record->secret_hash) ? it->second.record : nullptr;
+}
+
+bool KeyCache::touch_due(const std::string& prefix) const {
+  const auto now = now_();
+  std::shared_lock lock(mutex_);
+  auto it = touched_.find(prefix);
+  return it == touched_.end() || now - it->second >= kTouchInterval;
+}
+
 bool KeyCache::claim_touch(const std::string& prefix) {
   const auto now = now_();
   {
@@ -145,6 +161,19 @@ http::Handler require_role(db::ConnectionPool& pool, KeyCache& keys, auth::Role 
     }
     return handler(request, Caller{record->team_id, record->team_name, *role, record->key_id});
   };
+}
+
+std::optional<Caller> cached_caller(const http::Request& request, auth::Role need) {
+  auto header = request.header("Authorization");
+  if (!header || header->size() < 7 || !http::iequals(header->substr(0, 7), "Bearer ")) return std::nullopt;
+  auto key = auth::parse_api_key(header->substr(7));
+  if (!key) return std::nullopt;
+  auto& keys = shared_key_cache();
+  auto record = keys.cached(key->prefix, auth::hash_secret(key->secret));
+  if (!record || keys.touch_due(key->prefix)) return std::nullopt;
+  auto role = auth::parse_role(record->role);
+  if (!role || !auth::role_allows(*role, need)) return std::nullopt;
+  return Caller{record->team_id, record->team_name, *role, record->key_id};
 }
 
 }  // namespace labelbroker::api

@@ -57,8 +57,13 @@ class KeyCache {
   std::shared_ptr<const db::KeyRecord> authenticate(const std::string& prefix, const std::string& secret_hash,
                                                     const Loader& load);
 
+  // The cached, fresh key with this prefix and secret hash, without asking the database; null on
+  // a miss (the caller then goes the way of authenticate()).
+  std::shared_ptr<const db::KeyRecord> cached(const std::string& prefix, const std::string& secret_hash) const;
   // True when the caller should record a use of this key now; then false for kTouchInterval.
   bool claim_touch(const std::string& prefix);
+  // Whether claim_touch() would say true now (it does not claim).
+  bool touch_due(const std::string& prefix) const;
 
   void clear();
   std::size_t size() const;
@@ -82,6 +87,11 @@ class KeyCache {
 KeyCache& shared_key_cache();
 
 using AuthedHandler = std::function<http::Response(http::Request&, const Caller&)>;
+
+// The caller of `request` if its key is in the shared cache, fresh, allows `need` and needs no
+// last_used_at write now; nullopt in every other case (the worker path decides those). Never
+// blocks: for fast paths on the I/O thread.
+std::optional<Caller> cached_caller(const http::Request& request, auth::Role need);
 
 http::Handler require_role(db::ConnectionPool& pool, auth::Role need, AuthedHandler handler);
 // The same with a cache of the caller's own (tests; keys must outlive the handler).

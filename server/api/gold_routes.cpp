@@ -83,7 +83,7 @@ class GoldRoutes {
 void register_gold_routes(http::Router& router, db::ConnectionPool& pool, const config::JobsConfig& limits) {
   auto routes = std::make_shared<GoldRoutes>(pool);
   // A set of up to jobs::kMaxGoldSetItems items is an upload like a job's: it gets the upload limit.
-  const http::RouteOptions upload{http::Execution::worker, limits.body_limit_bytes};
+  const http::RouteOptions upload{http::Execution::worker, limits.body_limit_bytes, {}};
   auto bind = [&](auto method, auth::Role role) {
     return require_role(pool, role,
                         [routes, method](http::Request& r, const Caller& c) { return ((*routes).*method)(r, c); });

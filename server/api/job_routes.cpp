@@ -520,7 +520,7 @@ void register_job_routes(http::Router& router, db::ConnectionPool& pool, const v
                          const config::JobsConfig& limits) {
   auto routes = std::make_shared<JobRoutes>(pool, vendors, limits);
   // Only the two upload routes take large bodies; the rest keep the server's limit.
-  const http::RouteOptions upload{http::Execution::worker, limits.body_limit_bytes};
+  const http::RouteOptions upload{http::Execution::worker, limits.body_limit_bytes, {}};
   auto bind = [&](auto method, auth::Role role) {
     return require_role(pool, role, [routes, method](http::Request& r, const Caller& c) { return ((*routes).*method)(r, c); });
   };

@@ -114,6 +114,14 @@ std::shared_ptr<const ViewCache::Entry> ViewCache::get(const std::string& key,
   return entry;
 }
 
+std::shared_ptr<const ViewCache::Entry> ViewCache::fresh(const std::string& key) const {
+  const auto now = now_();
+  std::shared_lock lock(mutex_);
+  auto it = slots_.find(key);
+  if (it == slots_.end() || !it->second.entry || now - it->second.computed_at >= ttl_) return nullptr;
+  return it->second.entry;
+}
+
 std::size_t ViewCache::size() const {
   std::shared_lock lock(mutex_);
   return slots_.size();

@@ -37,6 +37,9 @@ class ViewCache {
   // compute() renders the view as JSON; its exceptions propagate to every caller waiting on it.
   std::shared_ptr<const Entry> get(const std::string& key, const std::function<std::string()>& compute);
 
+  // The entry for `key` if it is fresh; null otherwise. Never computes or waits.
+  std::shared_ptr<const Entry> fresh(const std::string& key) const;
+
   std::size_t size() const;
 
  private:

@@ -33,7 +33,7 @@ int specificity(const Route& r) {
 }  // namespace
 
 void Router::add(std::string method, std::string pattern, Handler handler, Execution execution) {
-  add(std::move(method), std::move(pattern), std::move(handler), RouteOptions{execution, std::nullopt});
+  add(std::move(method), std::move(pattern), std::move(handler), RouteOptions{execution, std::nullopt, {}});
 }
 
 void Router::add(std::string method, std::string pattern, Handler handler, RouteOptions options) {
@@ -45,7 +45,9 @@ void Router::add(std::string method, std::string pattern, Handler handler, Route
   }
   if (options.body_limit_bytes && *options.body_limit_bytes == 0)
     throw std::invalid_argument("route body limit must be positive: " + pattern);
-  Route route{std::move(method), std::move(pattern), std::move(handler), options.execution, {},
+  if (options.fast && options.execution != Execution::worker)
+    throw std::invalid_argument("a fast path only makes sense on a worker route: " + pattern);
+  Route route{std::move(method), std::move(pattern), std::move(handler), options.execution, options.fast, {},
               options.body_limit_bytes};
   for (auto s : split_path(route.pattern)) {
     if (s.find_first_of("{}") != std::string_view::npos && !is_param(s))

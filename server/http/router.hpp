@@ -24,11 +24,18 @@ using ExceptionMapper = std::function<std::optional<Response>(const std::excepti
 enum class Execution { io_thread, worker };
 
 // Per-route settings beyond the handler.
+// An answer a worker route can give on the I/O thread without blocking (from memory), or nullopt
+// to have the request go to the worker pool as usual. Must never block or do I/O.
+using FastHandler = std::function<std::optional<Response>(Request&)>;
+
 struct RouteOptions {
   Execution execution = Execution::worker;
   // The largest request body this route accepts; nullopt: the server's body_limit_bytes. Upload
   // routes (job items) need far more than the rest of the API, which keeps the small global limit.
   std::optional<std::size_t> body_limit_bytes;
+  // Tried first on the I/O thread: saves the hand-off to a worker for answers already in memory
+  // (cached views a dashboard polls). Worker routes only.
+  FastHandler fast;
 };
 
 struct Route {
@@ -36,6 +43,7 @@ struct Route {
   std::string pattern;
   Handler handler;
   Execution execution = Execution::worker;
+  FastHandler fast;  // see RouteOptions
   std::vector<std::string> segments;  // pattern split on '/'; "{x}" marks a parameter
   std::optional<std::size_t> body_limit_bytes;  // see RouteOptions
 };

@@ -146,6 +146,9 @@ class Server::Impl {
   void register_session(const std::shared_ptr<Session>& session);
   void unregister_session(std::uint64_t id);
   Response dispatch_inline(Request& request, const Route& route);
+  // The route's fast path on the I/O thread; nullopt (also when it throws) sends the request on
+  // to the worker pool.
+  std::optional<Response> try_fast(Request& request, const Route& route);
   void access_log(const Request& request, int status, std::size_t bytes, Clock::time_point started);
 
   const ServerOptions& options() const { return options_; }
@@ -392,6 +395,9 @@ class Session : public std::enable_shared_from_this<Session> {
     request_.path_params = std::move(match.params);
     const Route* route = match.route;
     if (route->execution == Execution::io_thread) return send(server_.dispatch_inline(request_, *route));
+    if (route->fast) {
+      if (auto response = server_.try_fast(request_, *route)) return send(std::move(*response));
+    }
 
     // Blocking work: run on the worker pool, then come back to this connection's strand.
     net::post(server_.workers(), [self = shared_from_this(), route]() mutable {
@@ -567,6 +573,16 @@ void Server::Impl::unregister_session(std::uint64_t id) {
     sessions_.erase(id);
   }
   sessions_changed_.notify_all();
+}
+
+std::optional<Response> Server::Impl::try_fast(Request& request, const Route& route) {
+  try {
+    return route.fast(request);
+  } catch (const std::exception& e) {
+    common::log::warn("fast path failed, trying the worker pool",
+                      {{"route", route.pattern}, {"request_id", request.request_id}, {"error", e.what()}});
+    return std::nullopt;
+  }
 }
 
 Response Server::Impl::dispatch_inline(Request& request, const Route& route) {

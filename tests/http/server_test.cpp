@@ -1,5 +1,6 @@
 // HTTP behaviour of the real server, started in-process on a free port.
 #include <csignal>
+#include <atomic>
 #include <future>
 #include <thread>
 
@@ -92,7 +93,7 @@ TEST_CASE("a route's own body limit replaces the server's for that route only", 
   options.body_limit_bytes = 64 * 1024;
   TestServer ts(options);
   auto echo = [](http::Request& req) { return http::Response::text(200, std::to_string(req.body.size())); };
-  ts.router().add("POST", "/upload/{id}", echo, http::RouteOptions{http::Execution::worker, 1024 * 1024});
+  ts.router().add("POST", "/upload/{id}", echo, http::RouteOptions{http::Execution::worker, 1024 * 1024, {}});
   ts.router().add("POST", "/small", echo);
   ts.start();
 
@@ -300,3 +301,50 @@ TEST_CASE("database failures escaping a handler become precise problems, not 500
   CHECK(http_request(ts.port(), "GET", "/bug").status == 500);
 }
 
+
+TEST_CASE("a worker route's fast path answers on the I/O thread, or hands the request on to the worker pool",
+          "[http]") {
+  TestServer ts;
+  std::atomic<int> slow_calls{0};
+  const auto io_thread_id = std::make_shared<std::thread::id>();
+  http::RouteOptions options;
+  options.fast = [io_thread_id](http::Request& req) -> std::optional<http::Response> {
+    *io_thread_id = std::this_thread::get_id();
+    if (req.query_param("mode") == std::optional<std::string_view>("fast")) return http::Response::text(200, "fast");
+    if (req.query_param("mode") == std::optional<std::string_view>("throw")) throw std::runtime_error("broken");
+    return std::nullopt;
+  };
+  const auto worker_thread_id = std::make_shared<std::thread::id>();
+  ts.router().add("GET", "/view",
+                  [&slow_calls, worker_thread_id](http::Request&) {
+                    ++slow_calls;
+                    *worker_thread_id = std::this_thread::get_id();
+                    return http::Response::text(200, "slow");
+                  },
+                  options);
+  ts.start();
+
+  auto fast = http_request(ts.port(), "GET", "/view?mode=fast");
+  CHECK(fast.status == 200);
+  CHECK(fast.body == "fast");
+  CHECK(slow_calls == 0);
+  CHECK(fast.header("X-Request-Id").has_value());  // still a normal response of this server
+
+  auto miss = http_request(ts.port(), "GET", "/view");
+  CHECK(miss.body == "slow");
+  CHECK(slow_calls == 1);
+  CHECK(*worker_thread_id != *io_thread_id);  // the slow path ran on a worker, not the I/O thread
+
+  auto broken = http_request(ts.port(), "GET", "/view?mode=throw");
+  CHECK(broken.status == 200);
+  CHECK(broken.body == "slow");
+  CHECK(slow_calls == 2);
+
+  // A fast path belongs to worker routes only.
+  http::RouteOptions inline_fast;
+  inline_fast.execution = http::Execution::io_thread;
+  inline_fast.fast = options.fast;
+  CHECK_THROWS_AS(ts.router().add("GET", "/inline", [](http::Request&) { return http::Response::text(200, ""); },
+                                  inline_fast),
+                  std::invalid_argument);
+}

@@ -101,7 +101,7 @@ TEST_CASE("problem responses follow RFC 9457", "[problem]") {
 TEST_CASE("router: a route may carry its own body limit", "[router]") {
   Router router;
   router.add("GET", "/healthz", named("health"), Execution::io_thread);
-  router.add("POST", "/v1/jobs", named("create"), RouteOptions{Execution::worker, 256u * 1024 * 1024});
+  router.add("POST", "/v1/jobs", named("create"), RouteOptions{Execution::worker, 256u * 1024 * 1024, {}});
   router.add("POST", "/v1/jobs/{id}/start", named("start"));
 
   auto upload = router.match("POST", "/v1/jobs");
@@ -114,5 +114,5 @@ TEST_CASE("router: a route may carry its own body limit", "[router]") {
   CHECK(router.match("GET", "/healthz").route->execution == Execution::io_thread);
   // No route (404, 405): the server's limit.
   CHECK(Router::body_limit(nullptr, 1234) == 1234);
-  CHECK_THROWS_AS(router.add("POST", "/zero", named("z"), RouteOptions{Execution::worker, 0}), std::invalid_argument);
+  CHECK_THROWS_AS(router.add("POST", "/zero", named("z"), RouteOptions{Execution::worker, 0, {}}), std::invalid_argument);
 }
