@@ -73,6 +73,8 @@ log() { echo "http_baseline: $*" >&2; }
 case "$pin" in auto|0|1) ;; *) usage_error "PIN must be auto, 0 or 1, got '$pin'" ;; esac
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$repo_root/bench/lib.sh"  # nginx_prelude (this script keeps its own free_port, defined below)
 build_dir=${LABELBROKER_BUILD_DIR:-build}
 [[ "$build_dir" = /* ]] || build_dir="$repo_root/$build_dir"
 broker_bin="$build_dir/bin/labelbroker"
@@ -246,20 +248,9 @@ content_type=$(tr -d '\r' <"$work/healthz.headers" | awk -F': *' 'tolower($1) ==
 free_port nginx_port
 mkdir -p "$work/nginx/www" "$work/nginx/logs" "$work/nginx/tmp"
 cp "$work/healthz.body" "$work/nginx/www/healthz"
-temp_paths=""
-nginx_build=$(nginx -V 2>&1)
-for module in client_body proxy fastcgi uwsgi scgi; do
-  case "$module" in
-    client_body) temp_paths+="  client_body_temp_path $work/nginx/tmp/client_body;"$'\n' ;;
-    *) case "$nginx_build" in
-         *"--without-http_${module}_module"*) ;;
-         *) temp_paths+="  ${module}_temp_path $work/nginx/tmp/$module;"$'\n' ;;
-       esac ;;
-  esac
-done
-user_line=""
-# As root the worker would switch to 'nobody', which may not be able to read our files (umask).
-[ "$(id -u)" -eq 0 ] && user_line="user $(id -un) $(id -gn);"
+nginx_prelude "$work/nginx/tmp"
+temp_paths=$nginx_temp_paths
+user_line=$nginx_user_line
 cat >"$work/nginx/nginx.conf" <<CONF
 # Written by bench/http_baseline.sh.
 $user_line

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2154  # work, broker_env, broker_bin: set by the sourcing script
+# shellcheck disable=SC2034  # nginx_*: set here for the sourcing script
 # Helpers shared by the benchmark scripts (sourced, not run). The caller defines die().
 
 # A TCP port nobody listens on right now.
@@ -53,4 +54,24 @@ wait_ready() {
   done
   tail -20 "$3" >&2
   die "broker not ready"
+}
+
+# For an nginx reference server run from a temp dir: sets nginx_temp_paths (a temp path directive,
+# under $1, for each module this nginx build has) and nginx_user_line (as root, nginx's workers
+# would switch to 'nobody', which may not be able to read our files: run them as us).
+nginx_prelude() {
+  local tmp=$1 build module
+  build=$(nginx -V 2>&1)
+  nginx_temp_paths=""
+  for module in client_body proxy fastcgi uwsgi scgi; do
+    case "$module" in
+      client_body) nginx_temp_paths+="  client_body_temp_path $tmp/client_body;"$'\n' ;;
+      *) case "$build" in
+           *"--without-http_${module}_module"*) ;;
+           *) nginx_temp_paths+="  ${module}_temp_path $tmp/$module;"$'\n' ;;
+         esac ;;
+    esac
+  done
+  nginx_user_line=""
+  if [ "$(id -u)" -eq 0 ]; then nginx_user_line="user $(id -un) $(id -gn);"; fi
 }

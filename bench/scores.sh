@@ -609,20 +609,9 @@ body_bytes=$(wc -c <"$work/cached.json")
 
 mkdir -p "$work/nginx/www/v1/vendors" "$work/nginx/logs" "$work/nginx/tmp"
 cp "$work/cached.json" "$work/nginx/www$path"
-temp_paths=""
-nginx_build=$(nginx -V 2>&1)
-for module in client_body proxy fastcgi uwsgi scgi; do
-  case "$module" in
-    client_body) temp_paths+="  client_body_temp_path $work/nginx/tmp/client_body;"$'\n' ;;
-    *) case "$nginx_build" in
-         *"--without-http_${module}_module"*) ;;
-         *) temp_paths+="  ${module}_temp_path $work/nginx/tmp/$module;"$'\n' ;;
-       esac ;;
-  esac
-done
-user_line=""
-# As root the workers would switch to 'nobody', which may not be able to read our files.
-[ "$(id -u)" -eq 0 ] && user_line="user $(id -un) $(id -gn);"
+nginx_prelude "$work/nginx/tmp"
+temp_paths=$nginx_temp_paths
+user_line=$nginx_user_line
 if [ "$access_log" = 1 ]; then
   nginx_log="  log_format bench escape=json '{\"ts\":\"\$time_iso8601\",\"method\":\"\$request_method\",'
                                '\"path\":\"\$uri\",\"status\":\$status,\"bytes\":\$body_bytes_sent,'
