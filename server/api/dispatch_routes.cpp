@@ -57,8 +57,8 @@ http::Response patch_job(jobs::Dispatch& dispatch, http::Request& request, const
     }
   }
   if (!errors.empty()) return http::problem(422, "invalid-job", "Invalid job", "The change is not valid.", errors);
-  const auto change = dispatch.set_budget(caller.team_id, job_id, *budget);
-  switch (change) {
+  const auto result = dispatch.set_budget(caller.team_id, job_id, *budget);
+  switch (result.change) {
     case db::BudgetChange::not_found:
       return http::problem(404, "not-found", "Not found", "no job with this id");
     case db::BudgetChange::finished:
@@ -67,11 +67,10 @@ http::Response patch_job(jobs::Dispatch& dispatch, http::Request& request, const
     case db::BudgetChange::resumed:
       break;
   }
-  const auto status = dispatch.job_status(caller.team_id, job_id);
   return http::Response::json(200, nlohmann::json{{"id", job_id},
-                                                  {"status", status},
+                                                  {"status", result.job_status},
                                                   {"budget_usd", common::format_usd(*budget)},
-                                                  {"resumed", change == db::BudgetChange::resumed}}
+                                                  {"resumed", result.change == db::BudgetChange::resumed}}
                                        .dump());
 }
 

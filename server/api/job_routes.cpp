@@ -277,7 +277,7 @@ class JobRoutes {
     job.allow_vendors = spec.allow;
     job.deny_vendors = spec.deny;
     job.eligible_vendors = spec.eligible_vendors;
-    job.optimize = std::string(jobs::to_string(spec.optimize));
+    job.optimize = routing::to_string(spec.optimize);
     job.callback_url = spec.callback_url;
     job.idempotency_key = key;
     job.request_sha256 = sha;

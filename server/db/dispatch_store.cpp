@@ -509,7 +509,6 @@ std::string claim_new_batch(pqxx::work& tx, const std::string& vendor_id, std::s
   if (candidates.empty()) return {};
 
   struct JobShare {
-    std::size_t units = 0;
     std::int64_t quote = 0;
     std::int64_t gold_count = 0;
     std::int64_t team_id = 0;
@@ -531,10 +530,9 @@ std::string claim_new_batch(pqxx::work& tx, const std::string& vendor_id, std::s
     auto [it, fresh] = jobs.try_emplace(h.job_id);
     if (fresh) {
       job_order.push_back(h.job_id);
-      it->second = {0, h.quote_micros, r[6].as<std::int64_t>(), h.team_id, h.job_budget_micros,
+      it->second = {h.quote_micros, r[6].as<std::int64_t>(), h.team_id, h.job_budget_micros,
                     h.team_monthly_budget_micros};
     }
-    ++it->second.units;
     real.push_back(std::move(h));
   }
 
@@ -1115,20 +1113,24 @@ std::size_t mark_budget_exhausted(pqxx::connection& c) {
   }
 }
 
-BudgetChange set_job_budget(pqxx::connection& c, std::int64_t team_id, const std::string& job_id,
-                            std::int64_t budget_micros) {
-  if (!common::is_uuid(job_id)) return BudgetChange::not_found;
+BudgetChangeResult set_job_budget(pqxx::connection& c, std::int64_t team_id, const std::string& job_id,
+                                  std::int64_t budget_micros) {
+  BudgetChangeResult result;
+  if (!common::is_uuid(job_id)) return result;
   pqxx::work tx(c);
   auto rows =
       tx.exec_params("SELECT status FROM jobs WHERE id = $1 AND team_id = $2 FOR UPDATE", job_id, team_id);
-  if (rows.empty()) return BudgetChange::not_found;
-  const auto status = rows[0][0].as<std::string>();
-  if (status == "completed" || status == "failed" || status == "canceled") return BudgetChange::finished;
+  if (rows.empty()) return result;
+  result.job_status = rows[0][0].as<std::string>();
+  if (result.job_status == "completed" || result.job_status == "failed" || result.job_status == "canceled") {
+    result.change = BudgetChange::finished;
+    return result;
+  }
   tx.exec_params0("UPDATE jobs SET budget_micros = $2, updated_at = now() WHERE id = $1", job_id, budget_micros);
   tx.exec_params0("UPDATE budget_accounts SET limit_micros = $2, updated_at = now() WHERE key = $1",
                   ledger::job_account(job_id), budget_micros);
-  auto result = BudgetChange::changed;
-  if (status == "budget_exhausted") {
+  result.change = BudgetChange::changed;
+  if (result.job_status == "budget_exhausted") {
     const auto balance = ledger::job_balance(tx, job_id);
     if (balance.held_micros + balance.spent_micros < budget_micros) {
       // Resumes; if the team's monthly budget is what ran out, the next claim pauses it again.
@@ -1138,18 +1140,12 @@ BudgetChange set_job_budget(pqxx::connection& c, std::int64_t team_id, const std
           job_id);
       tx.exec_params0(
           "UPDATE jobs SET status = 'running', budget_reason = NULL, updated_at = now() WHERE id = $1", job_id);
-      result = BudgetChange::resumed;
+      result.change = BudgetChange::resumed;
+      result.job_status = "running";
     }
   }
   tx.commit();
   return result;
-}
-
-std::string job_status(pqxx::connection& c, std::int64_t team_id, const std::string& job_id) {
-  if (!common::is_uuid(job_id)) return {};
-  pqxx::read_transaction tx(c);
-  auto rows = tx.exec_params("SELECT status FROM jobs WHERE id = $1 AND team_id = $2", job_id, team_id);
-  return rows.empty() ? std::string() : rows[0][0].as<std::string>();
 }
 
 std::size_t apply_ledger_deltas(pqxx::connection& c, std::size_t max_rows) {

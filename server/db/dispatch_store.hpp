@@ -223,12 +223,13 @@ std::size_t apply_ledger_deltas(pqxx::connection& c, std::size_t max_rows);
 std::size_t mark_budget_exhausted(pqxx::connection& c);
 
 enum class BudgetChange { changed, resumed, not_found, finished };
+struct BudgetChangeResult {
+  BudgetChange change = BudgetChange::not_found;
+  std::string job_status;  // status after the call
+};
 // Sets a team's job budget. A budget_exhausted job whose new budget leaves room resumes: it runs
 // again and its paused units are queued. A finished job's budget cannot change.
-BudgetChange set_job_budget(pqxx::connection& c, std::int64_t team_id, const std::string& job_id,
-                            std::int64_t budget_micros);
-
-// A team's job's status; "" when there is no such job of this team.
-std::string job_status(pqxx::connection& c, std::int64_t team_id, const std::string& job_id);
+BudgetChangeResult set_job_budget(pqxx::connection& c, std::int64_t team_id, const std::string& job_id,
+                                  std::int64_t budget_micros);
 
 }  // namespace labelbroker::db

@@ -110,19 +110,13 @@ std::vector<HoldRefusal> hold(pqxx::work& tx, const std::vector<HoldRequest>& re
     const std::int64_t quote = std::max<std::int64_t>(0, r.quote_micros);
     const auto job = job_account(r.job_id), team = team_account(r.team_id, month),
                vendor = vendor_account(r.vendor_id, month);
-    if (!fits(job, quote)) {
-      refusals[i] = HoldRefusal::job_budget;
-      continue;
-    }
-    if (!fits(team, quote)) {
-      refusals[i] = HoldRefusal::team_budget;
-      continue;
-    }
-    if (!fits(vendor, quote)) {
-      refusals[i] = HoldRefusal::vendor_budget;
-      continue;
-    }
-    for (const auto* key : {&job, &team, &vendor}) totals[*key].held += quote;
+    // Checked in this order, so a refusal names the narrowest budget that is spent.
+    const std::pair<const std::string*, HoldRefusal> budgets[] = {
+        {&job, HoldRefusal::job_budget}, {&team, HoldRefusal::team_budget}, {&vendor, HoldRefusal::vendor_budget}};
+    for (const auto& [key, refusal] : budgets)
+      if (refusals[i] == HoldRefusal::none && !fits(*key, quote)) refusals[i] = refusal;
+    if (refusals[i] != HoldRefusal::none) continue;
+    for (const auto& [key, refusal] : budgets) totals[*key].held += quote;
     entries.push_back({{"id", r.assignment_id},
                        {"job_id", r.job_id},
                        {"team_id", r.team_id},

@@ -243,12 +243,9 @@ db::CancelResult Dispatch::cancel(std::int64_t team_id, const std::string& job_i
   return with_retry(pool_, [&](auto& c) { return db::cancel_job(c, team_id, job_id, r); });
 }
 
-db::BudgetChange Dispatch::set_budget(std::int64_t team_id, const std::string& job_id, std::int64_t budget_micros) {
+db::BudgetChangeResult Dispatch::set_budget(std::int64_t team_id, const std::string& job_id,
+                                            std::int64_t budget_micros) {
   return with_retry(pool_, [&](auto& c) { return db::set_job_budget(c, team_id, job_id, budget_micros); });
-}
-
-std::string Dispatch::job_status(std::int64_t team_id, const std::string& job_id) {
-  return with_retry(pool_, [&](auto& c) { return db::job_status(c, team_id, job_id); });
 }
 
 // ---- Engine -------------------------------------------------------------------------------------

@@ -76,9 +76,7 @@ class Dispatch {
   // are retried; other errors reach every caller of the batch.
   db::IngestSummary ingest(const std::string& vendor_id, const std::vector<vendors::UnitResult>& results);
   db::CancelResult cancel(std::int64_t team_id, const std::string& job_id);
-  db::BudgetChange set_budget(std::int64_t team_id, const std::string& job_id, std::int64_t budget_micros);
-  // The job's status now ("" when it is not this team's).
-  std::string job_status(std::int64_t team_id, const std::string& job_id);
+  db::BudgetChangeResult set_budget(std::int64_t team_id, const std::string& job_id, std::int64_t budget_micros);
 
   db::ConnectionPool& pool() { return pool_; }
   const vendors::VendorSet& vendors() const { return vendors_; }

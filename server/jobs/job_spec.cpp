@@ -391,18 +391,6 @@ ParsedDocument parse_document(std::string_view text) {
   return out;
 }
 
-std::string_view to_string(Optimize o) {
-  switch (o) {
-    case Optimize::quality:
-      return "quality";
-    case Optimize::cost:
-      return "cost";
-    case Optimize::balanced:
-      return "balanced";
-  }
-  return "balanced";
-}
-
 namespace {
 
 ParseResult parse_job_impl(const json& body, const std::vector<VendorView>& vendors,
@@ -484,12 +472,8 @@ ParseResult parse_job_impl(const json& body, const std::vector<VendorView>& vend
     }
   }
   if (auto o = v.string("optimize", false)) {
-    if (*o == "quality")
-      job.optimize = Optimize::quality;
-    else if (*o == "cost")
-      job.optimize = Optimize::cost;
-    else if (*o == "balanced")
-      job.optimize = Optimize::balanced;
+    if (auto parsed = routing::parse_optimize(*o))
+      job.optimize = *parsed;
     else
       v.error("/optimize", "must be one of quality, cost, balanced");
   }

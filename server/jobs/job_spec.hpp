@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "http/problem.hpp"
+#include "routing/allocation.hpp"
 #include "vendors/adapter.hpp"
 
 namespace labelbroker::jobs {
@@ -30,7 +31,8 @@ struct GoldItem {
   std::string answer;  // one of the job's labels
 };
 
-enum class Optimize { quality, cost, balanced };
+// What the job asks routing to weigh (quality, cost or balanced): routing's own type.
+using routing::Optimize;
 
 // What job validation needs to know about a gold set the job references.
 struct GoldSetView {
@@ -143,7 +145,5 @@ struct ParsedDocument {
   std::string problem;  // empty: parsed
 };
 ParsedDocument parse_document(std::string_view text);
-
-std::string_view to_string(Optimize o);
 
 }  // namespace labelbroker::jobs

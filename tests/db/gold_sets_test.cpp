@@ -16,6 +16,7 @@
 #include "db/migrations.hpp"
 #include "db/probe.hpp"
 #include "db/team_store.hpp"
+#include "support/api_fixture.hpp"
 #include "support/api_keys.hpp"
 #include "support/http_client.hpp"
 #include "support/scratch_db.hpp"
@@ -85,37 +86,14 @@ bool has_pointer(const HttpResult& r, const std::string& pointer) {
   return !messages_at(r, pointer).empty();
 }
 
-// A scratch database, team-a (submitter and viewer keys), team-b, and the real API in-process.
-class GoldApi {
+// The API with one vendor for every task type.
+class GoldApi : public ApiFixture {
  public:
-  explicit GoldApi(config::JobsConfig jobs = {}) {
-    {
-      pqxx::connection c(scratch_.url());
-      db::apply_migrations(c, db::builtin_migrations());
-    }
-    submitter = make_key(scratch_.url(), "team-a", auth::Role::submitter);
-    viewer = make_key(scratch_.url(), "team-a", auth::Role::viewer);
-    other_team = make_key(scratch_.url(), "team-b", auth::Role::submitter);
-    server_ = std::make_unique<TestServer>(test_server_options(), scratch_.url(), db::expected_schema_version(), jobs);
-    const auto env = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
-    auto cfg = config::parse_config(kVendors, "test.json", env);
-    vendors::VendorRegistry registry;
-    vendors::register_builtin_vendors(registry);
-    server_->vendors() =
-        vendors::VendorSet(registry, cfg.vendors, {runtime_, "http://127.0.0.1:9/cb", "test.json", env});
-    server_->start();
-  }
+  explicit GoldApi(config::JobsConfig jobs = {}) : ApiFixture(kVendors, jobs) {}
 
+  using ApiFixture::post;
   HttpResult post(const std::string& path, const json& body, const std::string& key) {
-    return http_request(server_->port(), "POST", path, body.dump(),
-                        {{"Authorization", "Bearer " + key}, {"Content-Type", "application/json"}});
-  }
-  HttpResult post_raw(const std::string& path, const std::string& body, const std::string& key) {
-    return http_request(server_->port(), "POST", path, body,
-                        {{"Authorization", "Bearer " + key}, {"Content-Type", "application/json"}});
-  }
-  HttpResult get(const std::string& path, const std::string& key) {
-    return http_request(server_->port(), "GET", path, "", {{"Authorization", "Bearer " + key}});
+    return ApiFixture::post(path, body.dump(), key);
   }
   // Creates a gold set as team-a's submitter; returns its id.
   std::string create_set(const json& body) {
@@ -124,22 +102,6 @@ class GoldApi {
     REQUIRE(r.status == 201);
     return json::parse(r.body)["id"].get<std::string>();
   }
-  std::int64_t count(const std::string& sql) {
-    pqxx::connection c(scratch_.url());
-    return pqxx::nontransaction(c).exec1(sql)[0].as<std::int64_t>();
-  }
-  std::string text(const std::string& sql) {
-    pqxx::connection c(scratch_.url());
-    auto field = pqxx::nontransaction(c).exec1(sql)[0];
-    return field.is_null() ? "" : field.as<std::string>();
-  }
-
-  std::string submitter, viewer, other_team;
-
- private:
-  ScratchDatabase scratch_;
-  vendors::HttpRuntime runtime_;  // outlives the adapters in the server
-  std::unique_ptr<TestServer> server_;
 };
 
 }  // namespace
@@ -274,7 +236,7 @@ TEST_CASE("gold sets: a bad set gets a 422 with a pointer to every problem, and 
   CHECK(messages_at(too_many, "/items") == std::vector<std::string>{"a gold set may have at most 100000 items"});
 
   // Not JSON, or JSON the broker cannot store: 400, as for jobs.
-  auto broken = api.post_raw("/v1/gold-sets", "{\"name\": ", api.submitter);
+  auto broken = api.post("/v1/gold-sets", std::string("{\"name\": "), api.submitter);
   CHECK(broken.status == 400);
   CHECK(problem_type(broken) == "/problems/invalid-json");
   auto nul = api.post("/v1/gold-sets", with([](json& j) { j["items"][0]["data"]["text"] = std::string("a\0b", 3); }),
@@ -357,7 +319,7 @@ TEST_CASE("gold sets: a job that references a set gets the set's items as gold a
   auto appended = api.post("/v1/jobs/" + draft_id + "/items", json{{"items", job_body(3)["items"]}}, api.submitter);
   CHECK(appended.status == 200);
   CHECK(json::parse(appended.body)["counts"] == json{{"items", 3}, {"gold", 4}});
-  auto started = api.post_raw("/v1/jobs/" + draft_id + "/start", "", api.submitter);
+  auto started = api.post("/v1/jobs/" + draft_id + "/start", std::string(), api.submitter);
   REQUIRE(started.status == 200);
   CHECK(json::parse(started.body)["counts"]["gold"] == 4);
   CHECK(api.count("SELECT count(*) FROM job_items WHERE job_id = '" + draft_id + "' AND item_id LIKE 'set:%'") == 4);

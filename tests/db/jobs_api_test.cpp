@@ -16,6 +16,7 @@
 #include "db/migrations.hpp"
 #include "db/probe.hpp"
 #include "db/team_store.hpp"
+#include "support/api_fixture.hpp"
 #include "support/api_keys.hpp"
 #include "support/http_client.hpp"
 #include "support/scratch_db.hpp"
@@ -29,7 +30,7 @@ using nlohmann::json;
 
 namespace {
 
-using Headers = std::vector<std::pair<std::string, std::string>>;
+using Headers = ApiFixture::Headers;
 
 // Four vendors as config/local.json has them, pointing nowhere: intake never calls vendors.
 constexpr const char* kVendors = R"({"vendors": [
@@ -82,57 +83,18 @@ bool has_pointer(const HttpResult& r, const std::string& pointer) {
   return false;
 }
 
-class JobsApi {
+// The API with the four vendors above.
+class JobsApi : public ApiFixture {
  public:
-  explicit JobsApi(config::JobsConfig jobs = {}, http::ServerOptions options = test_server_options()) {
-    {
-      pqxx::connection c(scratch_.url());
-      db::apply_migrations(c, db::builtin_migrations());
-    }
-    submitter = make_key(scratch_.url(), "team-a", auth::Role::submitter);
-    viewer = make_key(scratch_.url(), "team-a", auth::Role::viewer);
-    other_team = make_key(scratch_.url(), "team-b", auth::Role::submitter);
-    server_ = std::make_unique<TestServer>(options, scratch_.url(), db::expected_schema_version(), jobs);
-    const auto env = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
-    auto cfg = config::parse_config(kVendors, "test.json", env);
-    vendors::VendorRegistry registry;
-    vendors::register_builtin_vendors(registry);
-    server_->vendors() = vendors::VendorSet(registry, cfg.vendors, {runtime_, "http://127.0.0.1:9/cb", "test.json", env});
-    server_->start();
-  }
+  explicit JobsApi(config::JobsConfig jobs = {}, http::ServerOptions options = test_server_options())
+      : ApiFixture(kVendors, jobs, std::move(options)) {}
 
-  HttpResult post(const std::string& path, const std::string& body, const std::string& key, Headers extra = {}) {
-    extra.emplace_back("Authorization", "Bearer " + key);
-    extra.emplace_back("Content-Type", "application/json");
-    return http_request(server_->port(), "POST", path, body, extra);
-  }
-  HttpResult get(const std::string& path, const std::string& key, Headers extra = {}) {
-    extra.emplace_back("Authorization", "Bearer " + key);
-    return http_request(server_->port(), "GET", path, "", extra);
-  }
   std::string create(const json& body) {
     auto r = post("/v1/jobs", body.dump(), submitter);
     INFO(r.body);
     REQUIRE(r.status == 201);
     return json::parse(r.body)["id"].get<std::string>();
   }
-  std::int64_t count(const std::string& sql) {
-    pqxx::connection c(scratch_.url());
-    return pqxx::nontransaction(c).exec1(sql)[0].as<std::int64_t>();
-  }
-  void exec(const std::string& sql) {
-    pqxx::connection c(scratch_.url());
-    pqxx::nontransaction(c).exec0(sql);
-  }
-  std::uint16_t port() const { return server_->port(); }
-  bool healthy() { return http_request(server_->port(), "GET", "/healthz").status == 200; }
-
-  std::string submitter, viewer, other_team;
-
- private:
-  ScratchDatabase scratch_;
-  vendors::HttpRuntime runtime_;  // outlives the adapters in the server
-  std::unique_ptr<TestServer> server_;
 };
 
 }  // namespace
