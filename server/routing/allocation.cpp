@@ -156,11 +156,13 @@ Decision decide_shares(const std::vector<VendorInput>& vendors, const Allocation
 
   std::int64_t window_total = 0;
   for (const auto& v : vendors) {
-    if (v.gold_n < 0 || v.gold_correct < 0 || v.gold_correct > v.gold_n)
+    if (!(v.gold_n >= 0) || !(v.gold_correct >= 0) || v.gold_correct > v.gold_n || !std::isfinite(v.gold_n))
       throw std::invalid_argument("allocation: vendor " + v.id + " has gold " + std::to_string(v.gold_correct) +
                                   " correct of " + std::to_string(v.gold_n));
     if (v.cost_micros < 0 || v.window_items < 0)
       throw std::invalid_argument("allocation: vendor " + v.id + " has a negative cost or window count");
+    if (v.eligible && (!(v.weight > 0) || !std::isfinite(v.weight)))
+      throw std::invalid_argument("allocation: eligible vendor " + v.id + " needs a positive weight");
     window_total += v.window_items;
   }
 
@@ -177,8 +179,8 @@ Decision decide_shares(const std::vector<VendorInput>& vendors, const Allocation
       d.realised_share_before = static_cast<double>(v.window_items) / static_cast<double>(window_total);
     if (!v.eligible) continue;
     eligible.push_back(i);
-    d.sampled_p = quality::sample_beta(options.prior.alpha + static_cast<double>(v.gold_correct),
-                                       options.prior.beta + static_cast<double>(v.gold_n - v.gold_correct), rng);
+    d.sampled_p = quality::sample_beta(options.prior.alpha + v.gold_correct,
+                                       options.prior.beta + (v.gold_n - v.gold_correct), rng);
     d.cost_per_correct_micros = static_cast<double>(v.cost_micros) / std::max(d.sampled_p, kMinAccuracy);
     min_cost_per_correct = std::min(min_cost_per_correct, d.cost_per_correct_micros);
   }
@@ -204,11 +206,18 @@ Decision decide_shares(const std::vector<VendorInput>& vendors, const Allocation
     scores.push_back(d.score);
   }
 
-  const auto projected = project_to_box(softmax(scores, options.temperature), options.min_share, options.max_share);
+  auto weights = softmax(scores, options.temperature);
+  double weighted_total = 0;
+  for (std::size_t j = 0; j < eligible.size(); ++j) weighted_total += weights[j] *= vendors[eligible[j]].weight;
+  const auto projected = project_to_box(weights, options.min_share, options.max_share);
   decision.effective_max_share = projected.effective_max_share;
   decision.cap_unsatisfiable = projected.cap_unsatisfiable;
   decision.min_share_relaxed = projected.min_share_relaxed;
-  for (std::size_t j = 0; j < eligible.size(); ++j) decision.vendors[eligible[j]].target_share = projected.shares[j];
+  for (std::size_t j = 0; j < eligible.size(); ++j) {
+    auto& d = decision.vendors[eligible[j]];
+    d.target_share = projected.shares[j];
+    d.capped = weighted_total > 0 && weights[j] / weighted_total > projected.effective_max_share + 1e-12;
+  }
   return decision;
 }
 

@@ -47,9 +47,11 @@ std::optional<Optimize> parse_optimize(std::string_view text);
 // allow/deny) is decided by the caller; the reason is only carried into the decision log.
 struct VendorInput {
   std::string id;
-  std::int64_t gold_correct = 0;
-  std::int64_t gold_n = 0;
+  // Gold evidence: correct answers of n. Fractional when the caller discounts old evidence.
+  double gold_correct = 0;
+  double gold_n = 0;
   std::int64_t cost_micros = 0;  // price of one item, micro-dollars
+  double weight = 1.0;           // > 0 multiplies the softmax weight (an admin's preference)
   bool eligible = true;
   std::string removal_reason;      // why not eligible; empty when eligible
   std::int64_t window_items = 0;   // items it got in the sliding window, for realised shares
@@ -73,6 +75,7 @@ struct VendorDecision {
   double score = 0;
   double target_share = 0;
   double realised_share_before = 0;    // window_items / total window items over all vendors
+  bool capped = false;                 // its softmax share was above the cap and cut to it
   std::int64_t chosen_count = 0;       // judgments it got in this decision (filled by allocate)
 };
 
