@@ -1,14 +1,26 @@
 #include "api/dispatch_routes.hpp"
 
+#include <charconv>
+
 #include <nlohmann/json.hpp>
 
 #include "api/auth.hpp"
 #include "common/log.hpp"
 #include "common/money.hpp"
+#include "common/strings.hpp"
+#include "db/routing_store.hpp"
 #include "http/problem.hpp"
 
 namespace labelbroker::api {
 namespace {
+
+// A positive decimal integer query value; nullopt when malformed.
+std::optional<std::int64_t> positive_integer(std::string_view text) {
+  std::int64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || value < 1) return std::nullopt;
+  return value;
+}
 
 // Vendors call back here when a task is done. The adapter checks the vendor's authentication
 // (shared secret, HMAC or URL token) and parses the vendor's format; the results are committed
@@ -74,6 +86,41 @@ http::Response patch_job(jobs::Dispatch& dispatch, http::Request& request, const
                                        .dump());
 }
 
+// GET /v1/jobs/{id}/routing: the job's routing decisions, newest first, a page at a time.
+http::Response routing_log(db::ConnectionPool& pool, http::Request& request, const Caller& caller) {
+  const std::string job_id(request.path_param("id"));
+  if (!common::is_uuid(job_id)) return http::problem(404, "not-found", "Not found", "no job with this id");
+  int limit = 50;
+  if (auto text = request.query_param("limit")) {
+    const auto n = positive_integer(*text);
+    if (!n || *n > 500)
+      return http::problem(400, "invalid-query", "Invalid query", "limit must be an integer from 1 to 500");
+    limit = static_cast<int>(*n);
+  }
+  std::optional<std::int64_t> before;
+  if (auto text = request.query_param("cursor")) {
+    const auto n = positive_integer(*text);
+    if (!n)
+      return http::problem(400, "invalid-query", "Invalid query", "cursor must be a next_cursor of an earlier page");
+    before = *n;
+  }
+  for (const auto& [key, value] : request.query)
+    if (key != "limit" && key != "cursor")
+      return http::problem(400, "invalid-query", "Invalid query", "unknown query parameter \"" + key + "\" (limit, cursor)");
+  const auto page = pool.run(
+      [&](pqxx::connection& c) { return db::list_routing_decisions(c, caller.team_id, job_id, before, limit); });
+  if (!page.job_found) return http::problem(404, "not-found", "Not found", "no job with this id");
+  nlohmann::json decisions = nlohmann::json::array();
+  for (const auto& d : page.decisions) {
+    nlohmann::json entry = {{"id", d.id}, {"at", d.created_at}, {"kind", d.kind}, {"items", d.items}};
+    entry["decision"] = d.decision;
+    decisions.push_back(std::move(entry));
+  }
+  nlohmann::json body = {{"job_id", job_id}, {"decisions", decisions}};
+  body["next_cursor"] = page.next_before ? nlohmann::json(std::to_string(*page.next_before)) : nlohmann::json(nullptr);
+  return http::Response::json(200, body.dump());
+}
+
 }  // namespace
 
 void register_dispatch_routes(http::Router& router, db::ConnectionPool& pool, jobs::Dispatch& dispatch) {
@@ -83,6 +130,10 @@ void register_dispatch_routes(http::Router& router, db::ConnectionPool& pool, jo
   router.add("PATCH", "/v1/jobs/{id}",
              require_role(pool, auth::Role::submitter, [&dispatch](http::Request& request, const Caller& caller) {
                return patch_job(dispatch, request, caller);
+             }));
+  router.add("GET", "/v1/jobs/{id}/routing",
+             require_role(pool, auth::Role::viewer, [&pool](http::Request& request, const Caller& caller) {
+               return routing_log(pool, request, caller);
              }));
   router.add("POST", "/v1/jobs/{id}/cancel",
              require_role(pool, auth::Role::submitter, [&dispatch](http::Request& request, const Caller& caller) {

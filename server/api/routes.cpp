@@ -13,7 +13,7 @@ namespace labelbroker::api {
 void register_api(http::Router& router, const ApiDependencies& deps) {
   router.set_exception_mapper(map_exception);
   register_health_routes(router, {deps.pool, deps.lifecycle, deps.expected_schema_version});
-  register_vendor_routes(router, deps.pool, deps.vendors);
+  register_vendor_routes(router, deps.pool, deps.vendors, deps.dispatch);
   register_score_routes(router, deps.pool, deps.vendors, deps.quality);
   register_job_routes(router, deps.pool, deps.vendors, deps.jobs);
   register_gold_routes(router, deps.pool, deps.jobs);

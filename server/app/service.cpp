@@ -17,7 +17,6 @@
 #include "http/server.hpp"
 #include "jobs/engine.hpp"
 #include "jobs/webhook_delivery.hpp"
-#include "routing/policy.hpp"
 #include "vendors/registry.hpp"
 
 namespace labelbroker::app {
@@ -159,8 +158,7 @@ int serve(const config::Config& cfg) {
     std::fprintf(stderr, "labelbroker: config error: %s\n", e.what());
     return kExitUsage;
   }
-  routing::WeightedRoundRobin policy;
-  jobs::Dispatch dispatch(pool, vendor_set, policy, cfg.vendors, cfg.quality);
+  jobs::Dispatch dispatch(pool, vendor_set, cfg.vendors, cfg.quality, cfg.routing);
   api::shared_key_cache().set_ttl(cfg.auth.key_cache);
   api::register_api(router,
                     {pool, lifecycle, db::expected_schema_version(), vendor_set, dispatch, cfg.jobs, cfg.quality});

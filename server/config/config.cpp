@@ -140,6 +140,41 @@ Config parse_config(std::string_view text, const std::string& source_name, const
     q.finish();
   }
   {
+    auto r = top.object("routing");
+    auto& rc = cfg.routing;
+    r.number("max_share", rc.max_share, 0.01, 1);
+    auto read_caps = [&](const std::string& key, std::map<std::string, double>& out) {
+      auto caps = r.object(key);
+      if (const auto* obj = r.find(key))
+        for (const auto& [name, value] : obj->items()) {
+          double cap = 0;
+          caps.number(name, cap, 0.01, 1);
+          out[name] = cap;
+        }
+      caps.finish();
+    };
+    read_caps("domain_max_share", rc.domain_max_share);
+    read_caps("team_max_share", rc.team_max_share);
+    r.number("min_share", rc.min_share, 0, 0.5);
+    if (rc.min_share > rc.max_share) r.fail(r.child_path("min_share"), "must not exceed max_share");
+    r.number("temperature", rc.temperature, 0.001, 100);
+    r.number("credible", rc.credible, 0.5, 0.999);
+    r.integer("share_cap_min_window", rc.share_cap_min_window, 0, 1000000000);
+    long long window_hours = rc.window.count();
+    r.integer("window_hours", window_hours, 1, 24 * 90);
+    rc.window = std::chrono::hours(window_hours);
+    r.number("evidence_discount", rc.evidence_discount, 0.5, 1);
+    r.integer("breaker_consecutive_failures", rc.breaker_consecutive_failures, 1, 1000000);
+    r.number("breaker_failure_rate", rc.breaker_failure_rate, 0.01, 1);
+    r.integer("breaker_min_requests", rc.breaker_min_requests, 1, 1000000);
+    r.millis("breaker_window_ms", rc.breaker_window, 1, 3600000);
+    r.millis("breaker_cooldown_ms", rc.breaker_cooldown, 0, 3600000);
+    r.boolean("rebalance", rc.rebalance);
+    r.millis("rebalance_interval_ms", rc.rebalance_interval, 10, 3600000);
+    r.integer("rebalance_max_units", rc.rebalance_max_units, 1, 1000000);
+    r.finish();
+  }
+  {
     auto w = top.object("webhooks");
     w.millis("timeout_ms", cfg.webhooks.timeout, 1, 600000);
     w.millis("backoff_initial_ms", cfg.webhooks.backoff_initial, 1, 3600000);

@@ -3,6 +3,7 @@
 // overrides. Loading validates everything up front: unknown keys, wrong types and out-of-range
 // values are rejected with a ConfigError whose message is one line naming the JSON path.
 #include <chrono>
+#include <map>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -107,6 +108,29 @@ struct QualityConfig {
 };
 
 // Bearer API keys on /v1.
+// The routing policy (#6; docs/routing.md). Shares are of judgments in a domain over the window.
+struct RoutingConfig {
+  double max_share = 0.5;                          // no vendor above this share ...
+  std::map<std::string, double> domain_max_share;  // ... or its domain's cap ...
+  std::map<std::string, double> team_max_share;    // ... or the team's (by team name), if lower
+  double min_share = 0.05;                         // every eligible vendor keeps at least this
+  double temperature = 0.1;                        // softmax temperature over scores in [0, 1]
+  double credible = 0.90;                          // interval the quality floor is checked against
+  std::int64_t share_cap_min_window = 100;         // window judgments before a cap removes a vendor
+  std::chrono::hours window{24};                   // the sliding window of shares
+  double evidence_discount = 0.98;                 // per gold answer: memory of ~50 answers
+  // Circuit breaker per vendor (per process).
+  int breaker_consecutive_failures = 5;
+  double breaker_failure_rate = 0.5;
+  int breaker_min_requests = 20;
+  std::chrono::milliseconds breaker_window{60000};
+  std::chrono::milliseconds breaker_cooldown{30000};
+  // Rebalancer: one active process at a time (advisory lock).
+  bool rebalance = true;
+  std::chrono::milliseconds rebalance_interval{5000};
+  std::size_t rebalance_max_units = 2000;  // units moved per pass
+};
+
 struct AuthConfig {
   // A verified key is reused this long without asking the database, so revoking a key or changing
   // its role takes effect within this long in every process. 0: every request asks the database.
@@ -138,6 +162,7 @@ struct Config {
   DispatchConfig dispatch;
   WebhookConfig webhooks;
   QualityConfig quality;
+  RoutingConfig routing;
   AuthConfig auth;
   LogConfig log;
   std::string source = "defaults";  // file the values came from, for log lines

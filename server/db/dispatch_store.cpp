@@ -66,7 +66,9 @@ std::vector<std::string> json_strings(const std::string& text) {
 
 constexpr const char* kJobColumns =
     "j.id::text, j.team_id, j.name, j.status, j.task_type, j.domain, j.expertise, j.instructions, j.labels::text, "
-    "j.redundancy, array_to_json(j.eligible_vendors)::text, (extract(epoch from j.deadline) * 1000)::bigint";
+    "j.redundancy, array_to_json(j.eligible_vendors)::text, (extract(epoch from j.deadline) * 1000)::bigint, "
+    "array_to_json(j.allow_vendors)::text, array_to_json(j.deny_vendors)::text, j.min_vendor_accuracy, j.optimize";
+constexpr int kJobColumnCount = 16;
 
 DispatchJob job_from_row(const pqxx::row& r) {
   DispatchJob job;
@@ -82,6 +84,10 @@ DispatchJob job_from_row(const pqxx::row& r) {
   job.redundancy = r[9].as<int>();
   job.eligible_vendors = json_strings(r[10].as<std::string>());
   job.deadline = Clock::time_point(std::chrono::milliseconds(r[11].as<std::int64_t>()));
+  job.allow_vendors = json_strings(r[12].as<std::string>());
+  job.deny_vendors = json_strings(r[13].as<std::string>());
+  if (!r[14].is_null()) job.min_vendor_accuracy = r[14].as<double>();
+  job.optimize = r[15].as<std::string>();
   return job;
 }
 
@@ -163,6 +169,8 @@ std::set<ItemKey> reroute_items(pqxx::work& tx, const std::set<ItemKey>& items, 
   for (const auto& r : rows) job_ids.insert(r[0].as<std::string>());
   const auto jobs = load_jobs(tx, job_ids);
   json inserts = json::array();
+  std::map<std::string, std::map<std::string, std::int64_t>> window;  // domain -> vendor -> judgments
+  std::vector<RoutingWrite> decisions;
   for (const auto& r : rows) {
     const auto job = jobs.find(r[0].as<std::string>());
     if (job == jobs.end()) continue;
@@ -170,9 +178,29 @@ std::set<ItemKey> reroute_items(pqxx::work& tx, const std::set<ItemKey>& items, 
     if (r[3].as<int>() >= job->second.redundancy) continue;
     auto choice = rules.reroute(job->second, json_strings(r[2].as<std::string>()));
     if (!choice) continue;
-    inserts.push_back(
-        {{"job_id", job->first}, {"item_id", r[1].as<std::string>()}, {"vendor_id", choice->first}, {"quote", choice->second}});
+    inserts.push_back({{"job_id", job->first},
+                       {"item_id", r[1].as<std::string>()},
+                       {"vendor_id", choice->vendor_id},
+                       {"quote", choice->quote_micros}});
+    ++window[job->second.domain][choice->vendor_id];
+    if (!choice->decision.is_null()) {
+      RoutingWrite logged;
+      logged.job_id = job->first;
+      logged.kind = "reroute";
+      logged.items = 1;
+      logged.decision = std::move(choice->decision);
+      logged.decision["item_id"] = r[1].as<std::string>();
+      decisions.push_back(std::move(logged));
+    }
   }
+  // Window rows in key order, as planning writes them, so the two never deadlock.
+  for (auto& [domain, judgments] : window) {
+    RoutingWrite counted;
+    counted.domain = domain;
+    counted.judgments = std::move(judgments);
+    save_routing(tx, counted);
+  }
+  for (const auto& logged : decisions) save_routing(tx, logged);
   if (inserts.empty()) return {};
   auto inserted = tx.exec_params(
       "INSERT INTO assignments (job_id, item_id, vendor_id, quote_micros) "
@@ -634,7 +662,7 @@ std::string claim_new_batch(pqxx::work& tx, const std::string& vendor_id, std::s
 
 }  // namespace
 
-bool plan_next_chunk(pqxx::connection& c, std::size_t chunk, const PlanChunkFn& plan) {
+bool plan_next_chunk(pqxx::connection& c, std::size_t chunk, std::chrono::hours window, const PlanChunkFn& plan) {
   pqxx::work tx(c);
   prefer_key_lookups(tx);
   auto picked = tx.exec(
@@ -643,7 +671,7 @@ bool plan_next_chunk(pqxx::connection& c, std::size_t chunk, const PlanChunkFn& 
       "ORDER BY j.created_at LIMIT 1 FOR UPDATE OF j SKIP LOCKED");
   if (picked.empty()) return false;
   const DispatchJob job = job_from_row(picked[0]);
-  const std::string cursor = picked[0][12].as<std::string>();
+  const std::string cursor = picked[0][kJobColumnCount].as<std::string>();
   if (cursor.empty()) {
     // The job's budget account exists before its first claim, so claims never race to create it.
     tx.exec_params0(
@@ -661,14 +689,29 @@ bool plan_next_chunk(pqxx::connection& c, std::size_t chunk, const PlanChunkFn& 
   for (const auto& r : rows) item_ids.push_back(r[0].as<std::string>());
 
   if (!item_ids.empty()) {
-    auto planned = plan(job, item_ids);
+    SnapshotRequest facts_of;
+    facts_of.team_id = job.team_id;
+    facts_of.domain = job.domain;
+    facts_of.task_type = std::string(vendors::to_string(job.task_type));
+    facts_of.window = window;
+    const auto facts = load_routing_snapshot(tx, facts_of);
+    auto planned = plan(job, item_ids, facts);
     json assignments = json::array();
     std::set<ItemKey> unroutable;
-    for (const auto& p : planned) {
+    auto& routing = planned.routing;
+    routing.job_id = job.id;
+    routing.kind = "plan";
+    routing.items = static_cast<int>(item_ids.size());
+    routing.scope = routing_scope(facts_of.domain, facts_of.task_type);
+    routing.domain = job.domain;
+    for (const auto& p : planned.items) {
       if (p.vendors.empty()) unroutable.insert({job.id, p.item_id});
-      for (const auto& [vendor, quote] : p.vendors)
+      for (const auto& [vendor, quote] : p.vendors) {
         assignments.push_back({{"item_id", p.item_id}, {"vendor_id", vendor}, {"quote", quote}});
+        ++routing.judgments[vendor];
+      }
     }
+    save_routing(tx, routing);
     if (!assignments.empty())
       tx.exec_params0(
           "INSERT INTO assignments (job_id, item_id, vendor_id, quote_micros) "
@@ -1005,16 +1048,18 @@ std::vector<CancelTarget> claim_units_to_cancel(pqxx::connection& c, const std::
       "WITH c AS (SELECT id FROM assignments WHERE vendor_id = $1 AND state = 'submitted' "
       "             AND cancel_requested_at <= now() ORDER BY cancel_requested_at LIMIT $2 FOR UPDATE SKIP LOCKED) "
       "UPDATE assignments a SET cancel_requested_at = now() + $3::double precision * interval '1 millisecond' "
-      "FROM c WHERE a.id = c.id RETURNING a.job_id::text, a.id::text, coalesce(a.vendor_task_id, '')",
+      "FROM c WHERE a.id = c.id "
+      "RETURNING a.job_id::text, a.id::text, coalesce(a.vendor_task_id, ''), a.move_reason IS NOT NULL",
       vendor_id, static_cast<long>(limit), static_cast<double>(retry_after.count()));
   tx.commit();
   std::vector<CancelTarget> targets;
-  for (const auto& r : rows) targets.push_back({r[0].as<std::string>(), {r[1].as<std::string>(), r[2].as<std::string>()}});
+  for (const auto& r : rows)
+    targets.push_back({r[0].as<std::string>(), {r[1].as<std::string>(), r[2].as<std::string>()}, r[3].as<bool>()});
   return targets;
 }
 
 void record_cancel_outcomes(pqxx::connection& c, const std::vector<std::string>& canceled,
-                            const std::vector<std::string>& keep) {
+                            const std::vector<std::string>& keep, const DispatchRules& rules) {
   auto ids = [](const std::vector<std::string>& v) {
     std::vector<std::string> valid;
     for (const auto& id : v)
@@ -1022,11 +1067,17 @@ void record_cancel_outcomes(pqxx::connection& c, const std::vector<std::string>&
     return strings_param(valid);
   };
   pqxx::work tx(c);
-  if (!canceled.empty())
-    tx.exec_params0(
+  prefer_key_lookups(tx);
+  std::set<ItemKey> moved;
+  if (!canceled.empty()) {
+    auto rows = tx.exec_params(
         "UPDATE assignments SET state = 'canceled' WHERE state = 'submitted' "
-        "AND id IN (SELECT value::uuid FROM jsonb_array_elements_text($1::jsonb))",
+        "AND id IN (SELECT value::uuid FROM jsonb_array_elements_text($1::jsonb)) "
+        "RETURNING job_id::text, item_id, move_reason IS NOT NULL",
         ids(canceled));
+    for (const auto& r : rows)
+      if (r[2].as<bool>()) moved.insert({r[0].as<std::string>(), r[1].as<std::string>()});
+  }
   if (!keep.empty())
     tx.exec_params0(
         "UPDATE assignments SET cancel_requested_at = 'infinity' WHERE state = 'submitted' "
@@ -1036,7 +1087,89 @@ void record_cancel_outcomes(pqxx::connection& c, const std::vector<std::string>&
   for (const auto& id : canceled)
     if (common::is_uuid(id)) closing.push_back(id);
   ledger::close(tx, closing);
+  reroute_items(tx, moved, rules);
+  finalize_items(tx, moved, rules, false);
   tx.commit();
+}
+
+std::optional<MoveResult> rebalance_units(pqxx::connection& c, const std::vector<MoveOrder>& orders,
+                                          std::size_t max_units, const DispatchRules& rules) {
+  pqxx::work tx(c);
+  prefer_key_lookups(tx);
+  if (!tx.exec("SELECT pg_try_advisory_xact_lock(hashtext('labelbroker.rebalancer'))")[0][0].as<bool>())
+    return std::nullopt;
+  MoveResult result;
+  std::set<ItemKey> moved;
+  std::vector<RoutingWrite> decisions;
+  std::map<std::string, std::map<std::string, std::int64_t>> given_back;  // domain -> vendor -> judgments
+  for (const auto& order : orders) {
+    const auto left = static_cast<long>(
+        std::min(order.max_units, max_units - std::min(max_units, result.moved + result.cancel_requested)));
+    if (left == 0) continue;
+    // The units' selection: this vendor's, of running jobs, optionally one job or one domain.
+    const std::string scope =
+        "a.vendor_id = $1 AND ($2::uuid IS NULL OR a.job_id = $2::uuid) "
+        "AND a.job_id IN (SELECT j.id FROM jobs j WHERE j.status = 'running' "
+        "                 AND ($3::text IS NULL OR j.domain = $3)) ";
+    auto rows = tx.exec_params(
+        "WITH m AS (SELECT a.id FROM assignments a WHERE " + scope +
+            "AND a.state = 'queued' AND a.batch_id IS NULL AND a.cancel_requested_at IS NULL "
+            "LIMIT $4 FOR UPDATE SKIP LOCKED) "
+            "UPDATE assignments a SET state = 'failed', error_class = 'moved', last_error = $5, move_reason = $5 "
+            "FROM m WHERE a.id = m.id "
+            "RETURNING a.job_id::text, a.item_id, (SELECT domain FROM jobs WHERE id = a.job_id)",
+        order.vendor_id, order.job_id, order.domain, left, "moved by the rebalancer: " + order.reason);
+    for (const auto& r : rows) {
+      moved.insert({r[0].as<std::string>(), r[1].as<std::string>()});
+      --given_back[r[2].as<std::string>()][order.vendor_id];
+    }
+    result.moved += rows.size();
+    const auto still = left - static_cast<long>(rows.size());
+    if (still <= 0) continue;
+    auto flagged = tx.exec_params(
+        "WITH m AS (SELECT a.id FROM assignments a WHERE " + scope +
+            "AND a.state = 'submitted' AND a.cancel_requested_at IS NULL LIMIT $4 FOR UPDATE SKIP LOCKED) "
+            "UPDATE assignments a SET cancel_requested_at = now(), move_reason = $5 FROM m WHERE a.id = m.id",
+        order.vendor_id, order.job_id, order.domain, still, order.reason);
+    result.cancel_requested += flagged.affected_rows();
+    if (order.job_id && (!rows.empty() || flagged.affected_rows() > 0)) {
+      RoutingWrite logged;
+      logged.job_id = *order.job_id;
+      logged.kind = "rebalance";
+      logged.items = static_cast<int>(rows.size() + flagged.affected_rows());
+      logged.decision = {{"vendor", order.vendor_id},
+                         {"reason", order.reason},
+                         {"moved_now", rows.size()},
+                         {"cancel_requested", flagged.affected_rows()}};
+      decisions.push_back(std::move(logged));
+    }
+  }
+  for (const auto& logged : decisions) save_routing(tx, logged);
+  // The window counted these judgments when they were planned; they are not the vendor's now.
+  for (auto& [domain, judgments] : given_back) {
+    RoutingWrite counted;
+    counted.domain = domain;
+    counted.judgments = std::move(judgments);
+    save_routing(tx, counted);
+  }
+  reroute_items(tx, moved, rules);
+  finalize_items(tx, moved, rules, false);
+  tx.commit();
+  return result;
+}
+
+std::vector<DispatchJob> jobs_with_unstarted_units(pqxx::connection& c, std::size_t limit) {
+  pqxx::work tx(c);
+  auto rows = tx.exec_params(std::string("SELECT ") + kJobColumns +
+                                 " FROM jobs j WHERE j.status = 'running' AND EXISTS (SELECT 1 FROM assignments a "
+                                 "  WHERE a.job_id = j.id AND (a.state = 'submitted' OR "
+                                 "    (a.state = 'queued' AND a.batch_id IS NULL))) "
+                                 "ORDER BY j.created_at LIMIT $1",
+                             static_cast<long>(limit));
+  tx.commit();
+  std::vector<DispatchJob> jobs;
+  for (const auto& r : rows) jobs.push_back(job_from_row(r));
+  return jobs;
 }
 
 std::size_t expire_deadlines(pqxx::connection& c, const DispatchRules& rules) {

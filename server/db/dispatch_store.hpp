@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <pqxx/connection>
 
+#include "db/routing_store.hpp"
 #include "vendors/adapter.hpp"
 
 namespace labelbroker::db {
@@ -35,6 +36,10 @@ struct DispatchJob {
   int redundancy = 1;
   std::vector<std::string> eligible_vendors;
   std::chrono::system_clock::time_point deadline;
+  std::vector<std::string> allow_vendors;  // the job's own lists, as submitted
+  std::vector<std::string> deny_vendors;
+  std::optional<double> min_vendor_accuracy;
+  std::string optimize = "balanced";
 };
 
 // ---- planning ---------------------------------------------------------------------------------
@@ -45,14 +50,23 @@ struct PlannedItem {
   std::vector<std::pair<std::string, std::int64_t>> vendors;  // vendor id, quote in micro-dollars
 };
 
-// Chooses vendors for a chunk of items; called inside the planning transaction.
-using PlanChunkFn = std::function<std::vector<PlannedItem>(const DispatchJob& job,
-                                                           const std::vector<std::string>& item_ids)>;
+// A chunk's plan and what it changes in routing's state (counters, window, decision log).
+struct PlannedChunk {
+  std::vector<PlannedItem> items;
+  RoutingWrite routing;  // job_id, scope, domain and judgments are filled in by plan_next_chunk
+};
 
-// Claims one queued or running job with unplanned items (SKIP LOCKED on the job row), asks `plan`
-// about its next `chunk` items and inserts their assignments in the same transaction, advancing the
-// job's plan cursor. A queued job becomes running. Returns false when there was nothing to plan.
-bool plan_next_chunk(pqxx::connection& c, std::size_t chunk, const PlanChunkFn& plan);
+// Chooses vendors for a chunk of items from the routing facts of the job's scope; called inside
+// the planning transaction, which holds the scope's lock.
+using PlanChunkFn = std::function<PlannedChunk(const DispatchJob& job, const std::vector<std::string>& item_ids,
+                                               const RoutingSnapshot& facts)>;
+
+// Claims one queued or running job with unplanned items (SKIP LOCKED on the job row), reads the
+// routing facts of its scope (window of `window`), asks `plan` about its next `chunk` items and
+// inserts their assignments, the routing counters, window and decision in the same transaction,
+// advancing the job's plan cursor. A queued job becomes running. Returns false when there was
+// nothing to plan.
+bool plan_next_chunk(pqxx::connection& c, std::size_t chunk, std::chrono::hours window, const PlanChunkFn& plan);
 
 // ---- sending ----------------------------------------------------------------------------------
 
@@ -107,11 +121,16 @@ struct JobRelabel {
   std::vector<VendorEstimate> vendors;
 };
 
+// Where a moved or failed unit's item goes instead.
+struct RerouteChoice {
+  std::string vendor_id;
+  std::int64_t quote_micros = 0;
+  nlohmann::json decision;  // logged as the job's 'reroute' decision; null: not logged
+};
+
 struct DispatchRules {
-  // Another vendor for an item of `job`, not one of `used`: vendor id and quote. nullopt: none left.
-  std::function<std::optional<std::pair<std::string, std::int64_t>>(const DispatchJob& job,
-                                                                    const std::vector<std::string>& used)>
-      reroute;
+  // Another vendor for an item of `job`, not one of `used`. nullopt: none left.
+  std::function<std::optional<RerouteChoice>(const DispatchJob& job, const std::vector<std::string>& used)> reroute;
   // The item's label from its answers; nullopt when there are none.
   std::function<std::optional<ItemLabel>(const DispatchJob& job, const std::vector<std::string>& answers)> aggregate;
   // Labels a whole job again from all its judgments when it ends (Dawid-Skene); unset: the
@@ -191,15 +210,46 @@ CancelResult cancel_job(pqxx::connection& c, std::int64_t team_id, const std::st
 struct CancelTarget {
   std::string job_id;
   vendors::UnitRef ref;
+  bool move = false;  // the rebalancer's: only this unit, its job goes on
 };
 // Submitted units of one vendor flagged for cancel, claimed until now + retry_after (if this
 // process dies, they are asked about again).
 std::vector<CancelTarget> claim_units_to_cancel(pqxx::connection& c, const std::string& vendor_id,
                                                 std::size_t limit, std::chrono::milliseconds retry_after);
 // The vendor's answers: `canceled` units end canceled; `keep` units are being worked (or cannot be
-// canceled) and are never asked about again; their results will still be recorded.
+// canceled) and are never asked about again; their results will still be recorded. Canceled units
+// the rebalancer moved (move_reason) have their items re-routed to another vendor, in the same
+// transaction: only once the vendor confirmed it will not do the work.
 void record_cancel_outcomes(pqxx::connection& c, const std::vector<std::string>& canceled,
-                            const std::vector<std::string>& keep);
+                            const std::vector<std::string>& keep, const DispatchRules& rules);
+
+// ---- rebalancing ------------------------------------------------------------------------------
+
+// Move a vendor's unstarted work elsewhere: all of it, or one job's, or one domain's.
+struct MoveOrder {
+  std::string vendor_id;
+  std::optional<std::string> job_id;
+  std::optional<std::string> domain;
+  std::string reason;  // "breaker_open", "drained", ... recorded on the units
+  std::size_t max_units = static_cast<std::size_t>(-1);  // at most this many of this order
+};
+struct MoveResult {
+  std::size_t moved = 0;             // never-sent units given to other vendors now
+  std::size_t cancel_requested = 0;  // sent units the canceller asks the vendor to cancel first
+};
+// One rebalancing pass over running jobs, at most `max_units` units. Never-sent units move now
+// (failed with error_class 'moved', their items re-routed in this transaction, the window count
+// given back); sent ones are flagged for cancel with the reason and re-routed when the vendor
+// confirms (record_cancel_outcomes). Each order of a job that moved something is logged as a
+// 'rebalance' decision of that job. Units sent but not acknowledged (a retry pending) stay: they
+// may exist at the vendor, and moving them could have the item judged and billed twice. nullopt
+// when another process holds the rebalancer's lock (one active rebalancer across processes).
+std::optional<MoveResult> rebalance_units(pqxx::connection& c, const std::vector<MoveOrder>& orders,
+                                          std::size_t max_units, const DispatchRules& rules);
+
+// Running jobs with unstarted units (queued never sent, or submitted), oldest first: what the
+// rebalancer looks at.
+std::vector<DispatchJob> jobs_with_unstarted_units(pqxx::connection& c, std::size_t limit);
 
 // Jobs past their deadline end now: unsent units are canceled, sent ones flagged for the
 // canceller, open items aggregated from the judgments they have; the job ends `completed` when at

@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
+#include "db/routing_store.hpp"
+
 namespace labelbroker::db {
 namespace {
 
@@ -219,7 +221,7 @@ constexpr const char* kLevel =
 
 }  // namespace
 
-std::size_t roll_up_quality(pqxx::connection& c, std::size_t max_events) {
+std::size_t roll_up_quality(pqxx::connection& c, std::size_t max_events, double evidence_discount) {
   pqxx::work tx(c);
   if (!tx.exec("SELECT pg_try_advisory_xact_lock(hashtext('labelbroker.quality_rollup'))")[0][0].as<bool>()) return 0;
   auto groups = tx.exec_params(
@@ -235,6 +237,7 @@ std::size_t roll_up_quality(pqxx::connection& c, std::size_t max_events) {
   std::size_t events = 0;
   json rows = json::array();
   Deltas vendor_deltas, team_deltas;
+  std::map<std::array<std::string, 3>, GoldOutcome> gold;  // (domain, task type, vendor)
   for (const auto& g : groups) {
     quality::LatencyHistogram histogram;
     for (auto ms : int_array(g[15].as<std::string>())) histogram.add(static_cast<double>(ms));
@@ -270,6 +273,14 @@ std::size_t roll_up_quality(pqxx::connection& c, std::size_t max_events) {
                      g[17].as<std::int64_t>()};
     counts.insert(counts.end(), histogram.counts().begin(), histogram.counts().end());
     add_at_every_level(vendor_deltas, 0, dims, kVendorRollable, hour, counts);
+    if (const auto gold_n = g[7].as<std::int64_t>(); gold_n > 0) {
+      auto& outcome = gold[{*dims[1], *dims[2], *dims[0]}];
+      outcome.vendor_id = *dims[0];
+      outcome.domain = *dims[1];
+      outcome.task_type = *dims[2];
+      outcome.n += static_cast<double>(gold_n);
+      outcome.correct += static_cast<double>(g[8].as<std::int64_t>());
+    }
     add_at_every_level(team_deltas, team_id, dims, kVendorRollable, hour, {judgments, cost});
     events += g[16].as<std::size_t>();
   }
@@ -337,6 +348,11 @@ std::size_t roll_up_quality(pqxx::connection& c, std::size_t max_events) {
   }
   if (!pair_deltas.empty())
     add_to_cumulative(tx, kPairCumulative, pair_deltas, resolve_keys(tx, kPairKeys, pair_deltas));
+  if (!gold.empty()) {
+    std::vector<GoldOutcome> outcomes;
+    for (auto& [key, outcome] : gold) outcomes.push_back(std::move(outcome));
+    add_gold_evidence(tx, outcomes, evidence_discount);
+  }
   tx.commit();
   return events;
 }

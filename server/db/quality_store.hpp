@@ -28,7 +28,9 @@ namespace labelbroker::db {
 // rollups, in one transaction. One process rolls up at a time (advisory lock); others return 0 at
 // once. Events for an hour that is already rolled up (late ones) are added to that hour and to
 // every later running total of their keys. Returns how many events were rolled up.
-std::size_t roll_up_quality(pqxx::connection& c, std::size_t max_events);
+// Also folds the events' gold answers into the routing policy's discounted evidence
+// (vendor_evidence), forgetting at `evidence_discount` per answer.
+std::size_t roll_up_quality(pqxx::connection& c, std::size_t max_events, double evidence_discount = 0.98);
 
 struct RollupFilter {
   std::int64_t team_id = 0;         // whose volumes and spend

@@ -9,6 +9,7 @@
 #include "common/crypto.hpp"
 #include "common/log.hpp"
 #include "common/money.hpp"
+#include "common/time.hpp"
 #include "db/errors.hpp"
 #include "db/quality_store.hpp"
 #include "jobs/aggregate.hpp"
@@ -45,17 +46,6 @@ vendors::WorkUnit unit_for_quote(const db::DispatchJob& job) {
   return unit;
 }
 
-routing::RoutingContext routing_context(const db::DispatchJob& job) {
-  routing::RoutingContext ctx;
-  ctx.job_id = job.id;
-  ctx.team_id = job.team_id;
-  ctx.task_type = job.task_type;
-  ctx.domain = job.domain;
-  ctx.expertise = job.expertise;
-  ctx.eligible = job.eligible_vendors;
-  ctx.redundancy = job.redundancy;
-  return ctx;
-}
 
 }  // namespace
 
@@ -66,93 +56,369 @@ std::chrono::milliseconds retry_backoff(int attempt, std::chrono::milliseconds i
 }
 // ---- VendorBook ---------------------------------------------------------------------------------
 
-VendorBook::VendorBook(const vendors::VendorSet& vendors, const std::vector<config::VendorConfig>& configs)
-    : vendors_(vendors), configs_(configs) {}
-
-std::vector<routing::VendorState> VendorBook::states() const {
-  std::vector<routing::VendorState> states;
-  for (const auto& adapter : vendors_.all()) {
-    routing::VendorState state;
-    state.id = adapter->id();
-    state.capabilities = adapter->capabilities();
-    for (const auto& c : configs_) {
-      if (c.id != state.id) continue;
-      // Already validated by the adapter's factory at start-up.
-      state.enabled = c.settings.value("enabled", true);
-      state.weight = c.settings.value("weight", 1.0);
-    }
-    states.push_back(std::move(state));
-  }
-  const auto now = std::chrono::steady_clock::now();
-  std::lock_guard lock(mutex_);
-  for (auto& s : states)
-    if (auto it = health_.find(s.id); it != health_.end()) s.healthy = it->second.resting_until <= now;
-  return states;
+VendorBook::VendorBook(const vendors::VendorSet& vendors, const std::vector<config::VendorConfig>& configs,
+                       const config::RoutingConfig& routing)
+    : vendors_(vendors), configs_(configs) {
+  breaker_options_.consecutive_failures = routing.breaker_consecutive_failures;
+  breaker_options_.failure_rate = routing.breaker_failure_rate;
+  breaker_options_.min_requests = routing.breaker_min_requests;
+  breaker_options_.window = routing.breaker_window;
+  breaker_options_.cooldown = routing.breaker_cooldown;
 }
 
-std::optional<std::int64_t> VendorBook::monthly_cap(const std::string& vendor_id) const {
+VendorBook::Configured VendorBook::configured(const std::string& vendor_id) const {
+  Configured out;
   for (const auto& c : configs_) {
     if (c.id != vendor_id) continue;
     // Already validated by the adapter's factory at start-up.
+    out.enabled = c.settings.value("enabled", true);
+    out.weight = c.settings.value("weight", 1.0);
+    out.max_outstanding = c.settings.value("max_outstanding_units", std::int64_t{0});
     const auto cap = c.settings.value("monthly_spend_cap_usd", std::string());
-    if (!cap.empty()) return common::parse_usd_micros(cap);
+    if (!cap.empty()) out.monthly_cap = common::parse_usd_micros(cap);
   }
-  return std::nullopt;
+  return out;
+}
+
+std::pair<bool, double> VendorBook::effective(const std::string& vendor_id) const {
+  const auto c = configured(vendor_id);
+  std::lock_guard lock(mutex_);
+  auto it = settings_.find(vendor_id);
+  if (it == settings_.end()) return {c.enabled, c.weight};
+  return {it->second.enabled.value_or(c.enabled), it->second.weight.value_or(c.weight)};
+}
+
+std::vector<routing::VendorFacts> VendorBook::facts() const {
+  std::vector<routing::VendorFacts> out;
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& adapter : vendors_.all()) {
+    routing::VendorFacts f;
+    f.id = adapter->id();
+    f.capabilities = adapter->capabilities();
+    const auto c = configured(f.id);
+    std::tie(f.enabled, f.weight) = effective(f.id);
+    f.max_in_flight = c.max_outstanding;
+    f.monthly_cap_micros = c.monthly_cap;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = breakers_.find(f.id);
+      f.breaker = it == breakers_.end() ? routing::BreakerState::closed : it->second.state(now);
+    }
+    // Half-open vendors stay routable: their queued work is what the probe sends.
+    f.breaker_allows = f.breaker != routing::BreakerState::open;
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+std::optional<std::int64_t> VendorBook::monthly_cap(const std::string& vendor_id) const {
+  return configured(vendor_id).monthly_cap;
+}
+
+bool VendorBook::allow_send(const std::string& vendor_id) {
+  std::lock_guard lock(mutex_);
+  auto [it, fresh] = breakers_.try_emplace(vendor_id, breaker_options_);
+  return it->second.allow(std::chrono::steady_clock::now());
+}
+
+void VendorBook::release_probe(const std::string& vendor_id) {
+  std::lock_guard lock(mutex_);
+  if (auto it = breakers_.find(vendor_id); it != breakers_.end()) it->second.release_probe();
 }
 
 void VendorBook::record_success(const std::string& vendor_id) {
   std::lock_guard lock(mutex_);
-  health_[vendor_id] = Health{};
+  auto [it, fresh] = breakers_.try_emplace(vendor_id, breaker_options_);
+  const bool was_closed = it->second.state(std::chrono::steady_clock::now()) == routing::BreakerState::closed;
+  it->second.record_success(std::chrono::steady_clock::now());
+  if (!was_closed) log::info("vendor circuit breaker closed", {{"vendor", vendor_id}});
 }
 
-void VendorBook::record_failure(const std::string& vendor_id) {
+void VendorBook::record_failure(const std::string& vendor_id, std::optional<std::chrono::milliseconds> retry_after) {
   std::lock_guard lock(mutex_);
-  auto& h = health_[vendor_id];
-  // Five whole batches failing in a row rests the vendor for ten seconds: new plans go elsewhere,
-  // work already assigned to it keeps retrying with backoff.
-  if (++h.consecutive_failures >= 5) {
-    h.resting_until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    h.consecutive_failures = 0;
-    log::warn("vendor failing; routing new work elsewhere for 10s", {{"vendor", vendor_id}});
-  }
+  auto [it, fresh] = breakers_.try_emplace(vendor_id, breaker_options_);
+  const auto now = std::chrono::steady_clock::now();
+  const bool was_open = it->second.state(now) == routing::BreakerState::open;
+  it->second.record_failure(now, retry_after);
+  if (!was_open && it->second.state(now) == routing::BreakerState::open)
+    log::warn("vendor circuit breaker opened; routing new work elsewhere",
+              {{"vendor", vendor_id}, {"consecutive_failures", it->second.consecutive_failures()}});
+}
+
+routing::BreakerState VendorBook::breaker_state(const std::string& vendor_id) const {
+  std::lock_guard lock(mutex_);
+  auto it = breakers_.find(vendor_id);
+  return it == breakers_.end() ? routing::BreakerState::closed : it->second.state(std::chrono::steady_clock::now());
+}
+
+nlohmann::json VendorBook::describe(const std::string& vendor_id) const {
+  const auto steady_now = std::chrono::steady_clock::now();
+  const auto wall_now = std::chrono::system_clock::now();
+  auto wall = [&](std::chrono::steady_clock::time_point t) {
+    return common::format_rfc3339(wall_now + std::chrono::duration_cast<std::chrono::system_clock::duration>(t - steady_now));
+  };
+  std::lock_guard lock(mutex_);
+  auto it = breakers_.find(vendor_id);
+  if (it == breakers_.end())
+    return {{"state", "closed"}, {"consecutive_failures", 0}, {"window_requests", 0}, {"window_failures", 0}};
+  const auto& b = it->second;
+  nlohmann::json out = {{"state", routing::to_string(b.state(steady_now))},
+                        {"consecutive_failures", b.consecutive_failures()},
+                        {"window_requests", b.window_requests()},
+                        {"window_failures", b.window_failures()}};
+  if (auto t = b.opened_at()) out["opened_at"] = wall(*t);
+  if (auto t = b.reopen_at()) out["probe_after"] = wall(*t);
+  return out;
+}
+
+void VendorBook::apply_settings(const std::map<std::string, db::VendorSetting>& settings) {
+  std::lock_guard lock(mutex_);
+  settings_ = settings;
 }
 
 // ---- Dispatch -----------------------------------------------------------------------------------
 
-Dispatch::Dispatch(db::ConnectionPool& pool, const vendors::VendorSet& vendors, routing::RoutingPolicy& policy,
-                   const std::vector<config::VendorConfig>& configs, const config::QualityConfig& quality)
-    : pool_(pool), vendors_(vendors), policy_(policy), book_(vendors, configs), quality_(quality) {}
+namespace {
+
+routing::RoutingOptions routing_options(const config::RoutingConfig& c, const config::QualityConfig& q) {
+  routing::RoutingOptions o;
+  o.max_share = c.max_share;
+  o.domain_max_share = c.domain_max_share;
+  o.min_share = c.min_share;
+  o.temperature = c.temperature;
+  o.prior = {q.prior_alpha, q.prior_beta};
+  o.credible = c.credible;
+  o.share_cap_min_window = c.share_cap_min_window;
+  o.evidence_discount = c.evidence_discount;
+  return o;
+}
+
+std::string facts_key(const db::DispatchJob& job) {
+  return db::routing_scope(job.domain, std::string(vendors::to_string(job.task_type))) + "#" +
+         std::to_string(job.team_id);
+}
+
+std::mt19937_64& thread_rng() {
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  return rng;
+}
+
+double rounded(double x, double unit = 1e-4) { return std::round(x / unit) * unit; }
+
+// The decision as the log and GET /v1/jobs/{id}/routing show it.
+nlohmann::json decision_json(const routing::Decision& d, const std::vector<routing::VendorFacts>& facts,
+                             const std::vector<routing::Removal>& removals, const std::string& scope) {
+  nlohmann::json vendors_json = nlohmann::json::array();
+  for (std::size_t i = 0; i < d.vendors.size(); ++i) {
+    const auto& v = d.vendors[i];
+    nlohmann::json line = {{"vendor", v.id}, {"eligible", v.eligible}};
+    if (!v.eligible) {
+      line["removed_by"] = routing::to_string(removals[i]);
+      const auto colon = v.removal_reason.find(": ");
+      line["detail"] = colon == std::string::npos ? v.removal_reason : v.removal_reason.substr(colon + 2);
+    } else {
+      line["sampled_accuracy"] = rounded(v.sampled_p);
+      line["gold_evidence"] = {{"correct", rounded(facts[i].gold_correct, 0.01)}, {"n", rounded(facts[i].gold_n, 0.01)}};
+      line["cost_per_correct_usd"] = common::format_usd(static_cast<std::int64_t>(std::llround(v.cost_per_correct_micros)));
+      line["score"] = rounded(v.score);
+      line["target_share"] = rounded(v.target_share);
+      line["capped"] = v.capped;
+    }
+    line["realised_share"] = rounded(v.realised_share_before);
+    line["chosen"] = v.chosen_count;
+    vendors_json.push_back(std::move(line));
+  }
+  return {{"scope", scope},
+          {"optimize", routing::to_string(d.optimize)},
+          {"temperature", d.temperature},
+          {"min_share", d.min_share},
+          {"max_share", d.max_share},
+          {"effective_max_share", rounded(d.effective_max_share)},
+          {"cap_unsatisfiable", d.cap_unsatisfiable},
+          {"min_share_relaxed", d.min_share_relaxed},
+          {"vendors", vendors_json}};
+}
+
+}  // namespace
+
+Dispatch::Dispatch(db::ConnectionPool& pool, const vendors::VendorSet& vendors,
+                   const std::vector<config::VendorConfig>& configs, const config::QualityConfig& quality,
+                   const config::RoutingConfig& routing)
+    : pool_(pool),
+      vendors_(vendors),
+      book_(vendors, configs, routing),
+      quality_(quality),
+      routing_config_(routing),
+      router_(routing_options(routing, quality)) {}
 
 std::int64_t Dispatch::quote(const db::DispatchJob& job, const std::string& vendor_id) const {
   const auto* adapter = vendors_.find(vendor_id);
   return adapter ? adapter->quote_micros(unit_for_quote(job)) : 0;
 }
 
-std::vector<db::PlannedItem> Dispatch::plan(const db::DispatchJob& job, const std::vector<std::string>& item_ids) {
-  const auto states = book_.states();
-  const auto choices = policy_.plan(routing_context(job), item_ids.size(), states);
+routing::JobFacts Dispatch::job_facts(const db::DispatchJob& job, const db::RoutingSnapshot& facts) const {
+  routing::JobFacts j;
+  j.job_id = job.id;
+  j.team_id = job.team_id;
+  j.task_type = job.task_type;
+  j.domain = job.domain;
+  j.expertise = job.expertise;
+  j.allow = job.allow_vendors;
+  j.deny = job.deny_vendors;
+  j.team_deny = facts.team_denied_vendors;
+  j.min_vendor_accuracy = job.min_vendor_accuracy;
+  j.optimize = routing::parse_optimize(job.optimize).value_or(routing::Optimize::balanced);
+  j.redundancy = job.redundancy;
+  j.team_monthly_cap_micros = facts.team_monthly_cap_micros;
+  j.team_monthly_spend_micros = facts.team_monthly_spend_micros;
+  if (auto it = routing_config_.team_max_share.find(facts.team_name); it != routing_config_.team_max_share.end())
+    j.team_max_share = it->second;
+  return j;
+}
+
+std::vector<routing::VendorFacts> Dispatch::vendor_facts(const db::DispatchJob& job,
+                                                         const db::RoutingSnapshot& facts) const {
+  auto out = book_.facts();
+  for (auto& f : out) {
+    f.cost_micros = quote(job, f.id);
+    auto it = facts.vendors.find(f.id);
+    if (it == facts.vendors.end()) continue;
+    f.in_flight = it->second.outstanding;
+    f.monthly_spend_micros = it->second.monthly_spend_micros;
+    f.gold_correct = it->second.gold_correct;
+    f.gold_n = it->second.gold_n;
+    f.window_judgments = it->second.window_judgments;
+  }
+  return out;
+}
+
+db::RoutingSnapshot Dispatch::cached_facts(const db::DispatchJob& job) const {
+  std::lock_guard lock(facts_mutex_);
+  auto it = facts_.find(facts_key(job));
+  return it == facts_.end() ? db::RoutingSnapshot{} : it->second;
+}
+
+void Dispatch::remember_facts(const db::DispatchJob& job, const db::RoutingSnapshot& facts) {
+  std::lock_guard lock(facts_mutex_);
+  facts_[facts_key(job)] = facts;
+}
+
+db::PlannedChunk Dispatch::plan(const db::DispatchJob& job, const std::vector<std::string>& item_ids,
+                                const db::RoutingSnapshot& facts) {
+  remember_facts(job, facts);
+  const auto jf = job_facts(job, facts);
+  const auto vf = vendor_facts(job, facts);
+  routing::CounterBook counters;
+  for (const auto& [vendor, v] : facts.vendors)
+    if (v.counter != 0) counters[vendor] = v.counter;
+  auto result = router_.route(jf, vf, item_ids.size(), thread_rng(), counters);
+
+  db::PlannedChunk chunk;
+  chunk.items.reserve(item_ids.size());
   std::map<std::string, std::int64_t> quotes;
-  std::vector<db::PlannedItem> planned;
-  planned.reserve(item_ids.size());
+  for (const auto& f : vf) quotes[f.id] = f.cost_micros;
   for (std::size_t i = 0; i < item_ids.size(); ++i) {
     db::PlannedItem item{item_ids[i], {}};
-    for (const auto& vendor : choices[i]) {
-      auto [it, fresh] = quotes.try_emplace(vendor, 0);
-      if (fresh) it->second = quote(job, vendor);
-      item.vendors.emplace_back(vendor, it->second);
-    }
-    planned.push_back(std::move(item));
+    for (const auto& vendor : result.items[i]) item.vendors.emplace_back(vendor, quotes[vendor]);
+    chunk.items.push_back(std::move(item));
   }
-  return planned;
+  chunk.routing.counters = std::move(counters);
+  chunk.routing.decision = decision_json(result.decision, vf, result.removals, routing::counter_scope(jf));
+  return chunk;
+}
+
+std::optional<db::RerouteChoice> Dispatch::reroute(const db::DispatchJob& job, const std::vector<std::string>& used) {
+  const auto facts = cached_facts(job);
+  const auto jf = job_facts(job, facts);
+  const auto vf = vendor_facts(job, facts);
+  const auto scope = routing::counter_scope(jf);
+  std::optional<std::string> chosen;
+  {
+    std::lock_guard lock(facts_mutex_);
+    chosen = router_.reroute(jf, vf, used, thread_rng(), reroute_counters_[scope]);
+  }
+  if (!chosen) return std::nullopt;
+  // The log keeps why each vendor could or could not take it; scores are those of the first choice.
+  const auto verdicts = router_.filter(jf, vf);
+  nlohmann::json candidates = nlohmann::json::array();
+  for (std::size_t i = 0; i < vf.size(); ++i) {
+    nlohmann::json line = {{"vendor", vf[i].id}};
+    if (std::find(used.begin(), used.end(), vf[i].id) != used.end())
+      line["removed_by"] = "already_used";
+    else if (verdicts[i].removal != routing::Removal::none) {
+      line["removed_by"] = routing::to_string(verdicts[i].removal);
+      line["detail"] = verdicts[i].detail;
+    } else {
+      line["eligible"] = true;
+    }
+    candidates.push_back(std::move(line));
+  }
+  const auto cost = quote(job, *chosen);
+  return db::RerouteChoice{*chosen, cost,
+                           {{"scope", scope}, {"chosen", *chosen}, {"used", used}, {"vendors", candidates}}};
+}
+
+std::optional<db::MoveResult> Dispatch::rebalance() {
+  const auto jobs = with_retry(pool_, [&](auto& c) { return db::jobs_with_unstarted_units(c, 200); });
+  std::vector<db::MoveOrder> orders;
+  std::map<std::string, db::RoutingSnapshot> seen;  // one read per scope and team per pass
+  for (const auto& job : jobs) {
+    const auto key = facts_key(job);
+    auto it = seen.find(key);
+    if (it == seen.end()) {
+      db::SnapshotRequest request;
+      request.team_id = job.team_id;
+      request.domain = job.domain;
+      request.task_type = std::string(vendors::to_string(job.task_type));
+      request.window = routing_config_.window;
+      it = seen.emplace(key, with_retry(pool_, [&](auto& c) { return db::read_routing_snapshot(c, request); })).first;
+      remember_facts(job, it->second);
+    }
+    const auto jf = job_facts(job, it->second);
+    const auto vf = vendor_facts(job, it->second);
+    const auto verdicts = router_.filter(jf, vf);
+    std::int64_t window_total = 0;
+    for (const auto& f : vf) window_total += f.window_judgments;
+    for (std::size_t i = 0; i < vf.size(); ++i) {
+      using routing::Removal;
+      const auto r = verdicts[i].removal;
+      // Capacity and spend caps only pause a vendor; capability and allow lists were settled at
+      // intake (and nothing was planned there).
+      if (r != Removal::job_deny_list && r != Removal::team_deny_list && r != Removal::disabled &&
+          r != Removal::drained && r != Removal::breaker_open && r != Removal::below_quality_floor &&
+          r != Removal::over_share_cap)
+        continue;
+      db::MoveOrder order{vf[i].id, job.id, std::nullopt, routing::to_string(r), routing_config_.rebalance_max_units};
+      if (r == Removal::over_share_cap) {
+        // Only the excess over the cap, or the move itself would push the vendor under its floor.
+        const double cap = router_.options().max_share_for(job.domain, jf.team_max_share);
+        const auto excess = vf[i].window_judgments - static_cast<std::int64_t>(cap * static_cast<double>(window_total));
+        if (excess <= 0) continue;
+        order.max_units = static_cast<std::size_t>(excess);
+      }
+      orders.push_back(std::move(order));
+    }
+  }
+  if (orders.empty()) return db::MoveResult{};
+  auto r = rules();
+  return with_retry(pool_, [&](auto& c) { return db::rebalance_units(c, orders, routing_config_.rebalance_max_units, r); });
+}
+
+db::VendorSetting Dispatch::set_vendor(const std::string& vendor_id, std::optional<bool> enabled,
+                                       std::optional<double> weight) {
+  auto setting = with_retry(pool_, [&](auto& c) { return db::update_vendor_setting(c, vendor_id, enabled, weight); });
+  refresh_vendor_settings();
+  return setting;
+}
+
+void Dispatch::refresh_vendor_settings() {
+  book_.apply_settings(with_retry(pool_, [](auto& c) { return db::load_vendor_settings(c); }));
 }
 
 db::DispatchRules Dispatch::rules() {
   db::DispatchRules rules;
-  rules.reroute = [this](const db::DispatchJob& job, const std::vector<std::string>& used)
-      -> std::optional<std::pair<std::string, std::int64_t>> {
-    auto vendor = policy_.reroute(routing_context(job), used, book_.states());
-    if (!vendor) return std::nullopt;
-    return std::make_pair(*vendor, quote(job, *vendor));
+  rules.reroute = [this](const db::DispatchJob& job, const std::vector<std::string>& used) {
+    return reroute(job, used);
   };
   rules.aggregate = [](const db::DispatchJob& job,
                        const std::vector<std::string>& answers) -> std::optional<db::ItemLabel> {
@@ -269,6 +535,7 @@ void Engine::start() {
   threads_.emplace_back([this] { run_poller(); });
   threads_.emplace_back([this] { run_canceller(); });
   threads_.emplace_back([this] { run_maintenance(); });
+  if (dispatch_.routing().rebalance) threads_.emplace_back([this] { run_rebalancer(); });
   if (webhooks_) threads_.emplace_back([this] { run_webhooks(); });
   log::info("dispatch started", {{"owner", owner_}, {"threads", threads_.size()}});
 }
@@ -307,9 +574,10 @@ void Engine::run_planner() {
     bool planned = false;
     guarded("planning", [&] {
       planned = with_retry(dispatch_.pool(), [&](auto& c) {
-        return db::plan_next_chunk(c, options_.plan_chunk_items, [&](const db::DispatchJob& job, const auto& ids) {
-          return dispatch_.plan(job, ids);
-        });
+        return db::plan_next_chunk(c, options_.plan_chunk_items, dispatch_.routing().window,
+                                   [&](const db::DispatchJob& job, const auto& ids, const db::RoutingSnapshot& facts) {
+                                     return dispatch_.plan(job, ids, facts);
+                                   });
       });
     });
     if (!planned && !pause(options_.idle_wait)) return;
@@ -325,17 +593,22 @@ void Engine::run_dispatcher(vendors::VendorAdapter* adapter) {
   claim.lease = options_.lease;
   claim.gold_rate = dispatch_.quality().gold_rate;
   claim.vendor_monthly_budget_micros = dispatch_.book().monthly_cap(adapter->id());
+  auto& book = dispatch_.book();
   while (!stopping_) {
     bool sent = false;
-    guarded("dispatch", [&] {
-      auto batch = with_retry(dispatch_.pool(), [&](auto& c) {
-        return db::claim_batch(c, adapter->id(), batch_size, claim, rules);
+    // An open breaker sends nothing until its cooldown; then one batch goes as the probe.
+    if (book.allow_send(adapter->id())) {
+      guarded("dispatch", [&] {
+        auto batch = with_retry(dispatch_.pool(), [&](auto& c) {
+          return db::claim_batch(c, adapter->id(), batch_size, claim, rules);
+        });
+        if (!batch.units.empty()) {
+          send_batch(*adapter, batch, rng);
+          sent = true;
+        }
       });
-      if (!batch.units.empty()) {
-        send_batch(*adapter, batch, rng);
-        sent = true;
-      }
-    });
+      if (!sent) book.release_probe(adapter->id());
+    }
     if (!sent && !pause(options_.idle_wait)) return;
   }
 }
@@ -358,8 +631,17 @@ void Engine::send_batch(vendors::VendorAdapter& adapter, db::ClaimedBatch& batch
     // Not a classified vendor error: assume nothing is known and retry the batch as it was.
     for (const auto& u : units) result.failed.push_back({u.assignment_id, vendors::ErrorClass::retryable, e.what(), {}});
   }
-  if (result.submitted.empty() && !result.failed.empty())
-    dispatch_.book().record_failure(adapter.id());
+  // The breaker counts a batch the vendor did not take because it is down, overloaded or refusing
+  // the broker (5xx, timeouts, 429, auth); a batch refused unit by unit as invalid says the vendor
+  // is up.
+  std::optional<std::chrono::milliseconds> retry_after;
+  bool vendor_failed = result.submitted.empty() && !result.failed.empty();
+  for (const auto& f : result.failed) {
+    if (f.error_class == vendors::ErrorClass::permanent) vendor_failed = false;
+    if (f.retry_after) retry_after = std::max(retry_after.value_or(std::chrono::milliseconds(0)), *f.retry_after);
+  }
+  if (vendor_failed)
+    dispatch_.book().record_failure(adapter.id(), retry_after);
   else
     dispatch_.book().record_success(adapter.id());
 
@@ -413,6 +695,7 @@ void Engine::run_poller() {
 }
 
 void Engine::run_canceller() {
+  const auto rules = dispatch_.rules();
   while (!stopping_) {
     bool worked = false;
     for (const auto& adapter : dispatch_.vendors().all()) {
@@ -424,35 +707,46 @@ void Engine::run_canceller() {
         if (targets.empty()) return;
         worked = true;
         std::vector<std::string> canceled, keep;
+        // A canceled job's units: vendors that cancel in bulk (Surge projects) do it per job, and
+        // their units' states are read back. The rebalancer's moves are single units of a job that
+        // goes on, so they are always canceled one by one.
         std::set<std::string> jobs;
-        for (const auto& t : targets) jobs.insert(t.job_id);
-        // Vendors that cancel in bulk (Surge projects) do it per job; their units' states are then
-        // read back. Others cancel unit by unit.
-        bool bulk = true;
+        std::vector<db::CancelTarget> single;
+        for (const auto& t : targets) {
+          if (t.move)
+            single.push_back(t);
+          else
+            jobs.insert(t.job_id);
+        }
+        bool bulk = !jobs.empty();
         for (const auto& job : jobs)
           if (!adapter->cancel_job(job)) bulk = false;
         if (bulk) {
           std::vector<vendors::UnitRef> refs;
-          for (const auto& t : targets) refs.push_back(t.ref);
+          for (const auto& t : targets)
+            if (!t.move) refs.push_back(t.ref);
           std::set<std::string> gone;
           for (const auto& r : adapter->poll(refs))
             if (r.status == vendors::UnitStatus::canceled) gone.insert(r.assignment_id);
-          for (const auto& t : targets) (gone.count(t.ref.assignment_id) ? canceled : keep).push_back(t.ref.assignment_id);
+          for (const auto& t : targets)
+            if (!t.move) (gone.count(t.ref.assignment_id) ? canceled : keep).push_back(t.ref.assignment_id);
         } else {
-          for (const auto& t : targets) {
-            try {
-              auto outcome = adapter->cancel(t.ref);
-              if (outcome == vendors::CancelOutcome::canceled || outcome == vendors::CancelOutcome::not_found)
-                canceled.push_back(t.ref.assignment_id);
-              else
-                keep.push_back(t.ref.assignment_id);
-            } catch (const vendors::VendorError&) {
-              // Asked again when the claim runs out.
-            }
+          for (const auto& t : targets)
+            if (!t.move) single.push_back(t);
+        }
+        for (const auto& t : single) {
+          try {
+            auto outcome = adapter->cancel(t.ref);
+            if (outcome == vendors::CancelOutcome::canceled || outcome == vendors::CancelOutcome::not_found)
+              canceled.push_back(t.ref.assignment_id);
+            else
+              keep.push_back(t.ref.assignment_id);
+          } catch (const vendors::VendorError&) {
+            // Asked again when the claim runs out.
           }
         }
         with_retry(dispatch_.pool(), [&](auto& c) {
-          db::record_cancel_outcomes(c, canceled, keep);
+          db::record_cancel_outcomes(c, canceled, keep, rules);
           return 0;
         });
       });
@@ -477,10 +771,27 @@ void Engine::run_maintenance() {
         log::info("jobs stopped by their budget", {{"jobs", n}});
       while (with_retry(pool, [&](auto& c) { return db::finish_jobs(c, rules); }) > 0) {
       }
-      while (with_retry(pool, [](auto& c) { return db::roll_up_quality(c, kRollupBatch); }) >= kRollupBatch) {
+      const double discount = dispatch_.routing().evidence_discount;
+      while (with_retry(pool, [&](auto& c) { return db::roll_up_quality(c, kRollupBatch, discount); }) >=
+             kRollupBatch) {
       }
+      dispatch_.refresh_vendor_settings();
     });
     if (!pause(options_.maintenance_interval)) return;
+  }
+}
+
+// Every few seconds, moves unstarted work off vendors the policy would no longer route it to.
+// Several processes run this loop; the store's advisory lock lets one of them work at a time.
+void Engine::run_rebalancer() {
+  while (!stopping_) {
+    guarded("rebalance", [&] {
+      auto result = dispatch_.rebalance();
+      if (result && (result->moved > 0 || result->cancel_requested > 0))
+        log::info("rebalanced unstarted work",
+                  {{"moved", result->moved}, {"cancel_requested", result->cancel_requested}});
+    });
+    if (!pause(dispatch_.routing().rebalance_interval)) return;
   }
 }
 

@@ -28,46 +28,78 @@
 #include "config/config.hpp"
 #include "db/dispatch_store.hpp"
 #include "db/pool.hpp"
-#include "routing/policy.hpp"
+#include "db/routing_store.hpp"
+#include "routing/router.hpp"
 #include "vendors/registry.hpp"
 
 namespace labelbroker::jobs {
 
 class WebhookDelivery;
 
-// What routing needs to know about the configured vendors now: configuration (enabled, weight)
-// plus a simple health signal (a vendor whose whole batches keep failing rests for a while). The
-// routing issue replaces the health part with real circuit breakers.
+// What routing knows about the configured vendors in this process: configuration, admin
+// overrides (vendor_settings, refreshed from the database so every process applies a drain), and
+// a circuit breaker per vendor fed by this process's sends.
 class VendorBook {
  public:
-  VendorBook(const vendors::VendorSet& vendors, const std::vector<config::VendorConfig>& configs);
-  std::vector<routing::VendorState> states() const;
+  VendorBook(const vendors::VendorSet& vendors, const std::vector<config::VendorConfig>& configs,
+             const config::RoutingConfig& routing = {});
+
+  // Every configured vendor's static and live facts (id, capabilities, enabled, weight, breaker,
+  // capacity); the caller adds what the database knows.
+  std::vector<routing::VendorFacts> facts() const;
   // The vendor's "monthly_spend_cap_usd" in micro-dollars; nullopt: none.
   std::optional<std::int64_t> monthly_cap(const std::string& vendor_id) const;
+
+  // Breakers. allow_send is asked before each claim; in half_open it lets one probe through,
+  // which release_probe gives back when there was nothing to send.
+  bool allow_send(const std::string& vendor_id);
+  void release_probe(const std::string& vendor_id);
   void record_success(const std::string& vendor_id);
-  void record_failure(const std::string& vendor_id);
+  void record_failure(const std::string& vendor_id, std::optional<std::chrono::milliseconds> retry_after = {});
+  routing::BreakerState breaker_state(const std::string& vendor_id) const;
+  // {state, consecutive_failures, window_requests, window_failures, opened_at, reopen_at}
+  nlohmann::json describe(const std::string& vendor_id) const;
+
+  // Admin overrides, as stored; a vendor absent from `settings` is as configured.
+  void apply_settings(const std::map<std::string, db::VendorSetting>& settings);
+  // The effective (enabled, weight) of a vendor: override, else configuration.
+  std::pair<bool, double> effective(const std::string& vendor_id) const;
 
  private:
-  struct Health {
-    int consecutive_failures = 0;
-    std::chrono::steady_clock::time_point resting_until{};
+  struct Configured {
+    bool enabled = true;
+    double weight = 1.0;
+    std::int64_t max_outstanding = 0;
+    std::optional<std::int64_t> monthly_cap;
   };
+  Configured configured(const std::string& vendor_id) const;
+
   const vendors::VendorSet& vendors_;  // read at each call: tests fill it after construction
   std::vector<config::VendorConfig> configs_;
+  routing::BreakerOptions breaker_options_;
   mutable std::mutex mutex_;
-  std::map<std::string, Health> health_;
+  mutable std::map<std::string, routing::CircuitBreaker> breakers_;
+  std::map<std::string, db::VendorSetting> settings_;
 };
 
 class Dispatch {
  public:
   ~Dispatch();
   // configs: the `vendors` section, for enabled/weight (may be empty: every vendor enabled, weight 1).
-  Dispatch(db::ConnectionPool& pool, const vendors::VendorSet& vendors, routing::RoutingPolicy& policy,
-           const std::vector<config::VendorConfig>& configs = {}, const config::QualityConfig& quality = {});
+  Dispatch(db::ConnectionPool& pool, const vendors::VendorSet& vendors, const std::vector<config::VendorConfig>& configs = {},
+           const config::QualityConfig& quality = {}, const config::RoutingConfig& routing = {});
 
   // The domain decisions the stores apply inside their transactions.
   db::DispatchRules rules();
-  std::vector<db::PlannedItem> plan(const db::DispatchJob& job, const std::vector<std::string>& item_ids);
+  // Routes a chunk of a job's items with the routing policy, from the facts of its scope.
+  db::PlannedChunk plan(const db::DispatchJob& job, const std::vector<std::string>& item_ids,
+                        const db::RoutingSnapshot& facts);
+  // One rebalancing pass (see Engine): moves unstarted work off vendors the policy would no longer
+  // give it to. nullopt when another process is rebalancing.
+  std::optional<db::MoveResult> rebalance();
+  // PATCH /v1/vendors/{id}: stores the override and applies it in this process at once.
+  db::VendorSetting set_vendor(const std::string& vendor_id, std::optional<bool> enabled, std::optional<double> weight);
+  void refresh_vendor_settings();
 
   // Records results of one vendor (callback or poll) and returns once they are committed. Results
   // arriving concurrently are written together, in one transaction (group commit), by a small set
@@ -82,17 +114,30 @@ class Dispatch {
   const vendors::VendorSet& vendors() const { return vendors_; }
   VendorBook& book() { return book_; }
   const config::QualityConfig& quality() const { return quality_; }
+  const config::RoutingConfig& routing() const { return routing_config_; }
 
  private:
   std::int64_t quote(const db::DispatchJob& job, const std::string& vendor_id) const;
+  // The policy's view of a job and of every vendor for it, from the scope's facts.
+  routing::JobFacts job_facts(const db::DispatchJob& job, const db::RoutingSnapshot& facts) const;
+  std::vector<routing::VendorFacts> vendor_facts(const db::DispatchJob& job, const db::RoutingSnapshot& facts) const;
+  // The last facts seen for a job's scope and team (planning and rebalancing refresh them).
+  db::RoutingSnapshot cached_facts(const db::DispatchJob& job) const;
+  void remember_facts(const db::DispatchJob& job, const db::RoutingSnapshot& facts);
+  std::optional<db::RerouteChoice> reroute(const db::DispatchJob& job, const std::vector<std::string>& used);
   void write_results();
 
   struct PendingResults;
   db::ConnectionPool& pool_;
   const vendors::VendorSet& vendors_;
-  routing::RoutingPolicy& policy_;
   VendorBook book_;
   config::QualityConfig quality_;
+  config::RoutingConfig routing_config_;
+  routing::Router router_;
+
+  mutable std::mutex facts_mutex_;
+  std::map<std::string, db::RoutingSnapshot> facts_;      // by scope + team
+  std::map<std::string, routing::CounterBook> reroute_counters_;  // by scope, this process's
 
   std::mutex ingest_mutex_;
   std::condition_variable ingest_ready_;
@@ -120,6 +165,7 @@ class Engine {
   void run_canceller();
   void run_maintenance();
   void run_webhooks();
+  void run_rebalancer();
   void send_batch(vendors::VendorAdapter& adapter, db::ClaimedBatch& batch, std::mt19937_64& rng);
   // Sleeps up to `d`, returning early (false) when stopping.
   bool pause(std::chrono::milliseconds d);

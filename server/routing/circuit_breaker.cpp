@@ -53,6 +53,10 @@ bool CircuitBreaker::allow(TimePoint now) {
   return false;
 }
 
+void CircuitBreaker::release_probe() {
+  if (state_ == BreakerState::half_open) probe_in_flight_ = false;
+}
+
 void CircuitBreaker::record_success(TimePoint now) {
   switch (state_) {
     case BreakerState::closed:

@@ -47,9 +47,15 @@ class CircuitBreaker {
   // allows that call as the probe; in half_open allows one probe until its outcome is recorded.
   bool allow(TimePoint now);
 
+  // The probe allow() let through was not used (nothing to send): the next allow() may probe.
+  void release_probe();
+
   void record_success(TimePoint now);
   // `retry_after` is the vendor's Retry-After on a 429, if it sent one.
   void record_failure(TimePoint now, std::optional<std::chrono::milliseconds> retry_after = std::nullopt);
+
+  // Whether a probe is out (half_open only).
+  bool probe_in_flight() const { return probe_in_flight_; }
 
   // The state as allow() would see it: an open breaker whose cooldown has passed reads half_open.
   BreakerState state(TimePoint now) const;

@@ -39,10 +39,10 @@ void DiscountedEvidence::observe(double correct_now, double n_now, double discou
   correct = std::min(correct, n);  // rounding must never make correct > n
 }
 
-double RoutingOptions::max_share_for(const std::string& domain, std::int64_t team_id) const {
+double RoutingOptions::max_share_for(const std::string& domain, std::optional<double> team_cap) const {
   double cap = max_share;
   if (auto it = domain_max_share.find(domain); it != domain_max_share.end()) cap = std::min(cap, it->second);
-  if (auto it = team_max_share.find(team_id); it != team_max_share.end()) cap = std::min(cap, it->second);
+  if (team_cap) cap = std::min(cap, *team_cap);
   return cap;
 }
 
@@ -124,7 +124,7 @@ std::vector<Verdict> Router::filter(const JobFacts& job, const std::vector<Vendo
   std::int64_t window_total = 0;
   for (const auto& v : vendors) window_total += v.window_judgments;
   if (window_total >= options_.share_cap_min_window) {
-    const double cap = options_.max_share_for(job.domain, job.team_id);
+    const double cap = options_.max_share_for(job.domain, job.team_max_share);
     std::size_t eligible = 0;
     for (const auto& verdict : verdicts) eligible += verdict.removal == Removal::none;
     std::vector<std::size_t> over;
@@ -169,7 +169,7 @@ AllocationOptions allocation_options(const RoutingOptions& o, const JobFacts& jo
   a.prior = o.prior;
   a.temperature = o.temperature;
   a.min_share = o.min_share;
-  a.max_share = o.max_share_for(job.domain, job.team_id);
+  a.max_share = o.max_share_for(job.domain, job.team_max_share);
   return a;
 }
 

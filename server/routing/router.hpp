@@ -90,12 +90,12 @@ struct JobFacts {
   int redundancy = 1;
   std::optional<std::int64_t> team_monthly_cap_micros;
   std::int64_t team_monthly_spend_micros = 0;
+  std::optional<double> team_max_share;  // the team's own cap on any vendor's share, if it set one
 };
 
 struct RoutingOptions {
   double max_share = 0.5;                          // global cap on a vendor's window share
   std::map<std::string, double> domain_max_share;  // per-domain caps
-  std::map<std::int64_t, double> team_max_share;   // per-team caps
   double min_share = 0.05;                         // fairness floor: eligible vendors stay measured
   double temperature = 0.1;
   quality::BetaPrior prior{};
@@ -104,7 +104,7 @@ struct RoutingOptions {
   double evidence_discount = 0.98;                 // DiscountedEvidence's, per gold observation
 
   // The tightest cap that applies to this job: the smallest of global, domain and team caps.
-  double max_share_for(const std::string& domain, std::int64_t team_id) const;
+  double max_share_for(const std::string& domain, std::optional<double> team_cap = std::nullopt) const;
 };
 
 // One vendor's removal, with a human detail ("upper 0.71 < floor 0.80").

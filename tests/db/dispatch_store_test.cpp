@@ -48,9 +48,9 @@ Setup make_job(const std::string& url) {
 db::DispatchRules rules_rerouting_to(std::optional<std::string> vendor) {
   db::DispatchRules rules;
   rules.reroute = [vendor](const db::DispatchJob&, const std::vector<std::string>& used)
-      -> std::optional<std::pair<std::string, std::int64_t>> {
+      -> std::optional<db::RerouteChoice> {
     if (!vendor || std::find(used.begin(), used.end(), *vendor) != used.end()) return std::nullopt;
-    return std::make_pair(*vendor, std::int64_t{1000});
+    return db::RerouteChoice{*vendor, 1000, nullptr};
   };
   rules.aggregate = [](const db::DispatchJob&, const std::vector<std::string>&) { return std::nullopt; };
   return rules;

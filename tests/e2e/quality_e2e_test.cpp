@@ -381,6 +381,9 @@ TEST_CASE("ledger e2e: a vendor's monthly cap moves work to other vendors; a tea
   Fleet fleet(10, 2000, [](json& config) {
     for (auto& v : config["vendors"])
       if (v["id"] == "scale") v["monthly_spend_cap_usd"] = "1.00";
+    // Every eligible vendor gets at least 30% of the plan, so scale is planned past its cap and
+    // the claim's cap check (not only routing's) is exercised.
+    config["routing"]["min_share"] = 0.3;
   });
   const auto port = free_port();
   auto broker = fleet.start_broker(port);

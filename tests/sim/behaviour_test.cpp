@@ -181,6 +181,19 @@ TEST_CASE("behaviour: drift lowers accuracy after N tasks", "[sim][behaviour]") 
   CHECK(sim.stats("sc")["correct_answers"] == 5);
 }
 
+TEST_CASE("behaviour: a drift rule scoped to a domain leaves other domains alone", "[sim][behaviour]") {
+  json scenario = base_scenario();
+  scenario["vendors"][0]["accuracy"] = {{"*", 1.0}};
+  scenario["vendors"][0]["drift"] = {{{"after_tasks", 0}, {"accuracy_delta", -1.0}, {"domain", "medical"}}};
+  Sim sim(scenario);
+  for (int i = 0; i < 4; ++i) {
+    sim.call_json("POST", "/sc/v1/task/categorization", cat_task({{"i", i}, {"_truth", "a"}}, "general"), kScale);
+    sim.call_json("POST", "/sc/v1/task/categorization", cat_task({{"j", i}, {"_truth", "a"}}, "medical"), kScale);
+  }
+  REQUIRE(eventually([&] { return sim.stats("sc")["completed"] == 8; }));
+  CHECK(sim.stats("sc")["correct_answers"] == 4);  // the general ones only
+}
+
 TEST_CASE("behaviour: dropped callbacks are never sent - failing receivers are retried then abandoned",
           "[sim][behaviour]") {
   Receiver always_fails(/*fail_first=*/1000);

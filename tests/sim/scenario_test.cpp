@@ -37,6 +37,25 @@ TEST_CASE("scenario: the default scenario loads with the four required vendors",
   CHECK(mercor.behaviour.accuracy.lookup("legal", "classification", "expert") == Approx(0.95));
 }
 
+TEST_CASE("scenario: the labelbroker-eval scenarios load; drift scopes and the eval section are kept",
+          "[sim][scenario]") {
+  for (const char* name : {"steady", "quality-drop", "outage", "new-vendor"}) {
+    INFO(name);
+    Scenario s = load_scenario(std::string(LABELBROKER_SOURCE_DIR) + "/config/scenarios/" + name + ".json");
+    CHECK(s.eval.is_object());
+  }
+  Scenario s = parse_scenario(
+      R"({"eval":{"items":10},"vendors":[{"id":"v","kind":"surge","api_key":"k","callback_secret":"s",
+          "drift":[{"after_s":5,"accuracy_delta":-0.3,"domain":"medical","task_type":"classification"}]}]})",
+      "s.json");
+  CHECK(s.eval["items"] == 10);
+  const auto& rule = s.vendors[0].behaviour.drift.at(0);
+  CHECK(rule.applies_to("medical", "classification"));
+  CHECK_FALSE(rule.applies_to("medical", "rating"));
+  CHECK_FALSE(rule.applies_to("general", "classification"));
+  CHECK(DriftRule{}.applies_to("anything", "at all"));
+}
+
 TEST_CASE("scenario: accuracy keys, most specific wins", "[sim][scenario]") {
   Scenario s = parse_scenario(R"({"vendors":[{"id":"v","kind":"scale","api_key":"k","callback_secret":"s",
       "prices_micros":{},"accuracy":{"*":0.5,"medical":0.6,"*/preference":0.7,"medical/preference":0.8,
@@ -75,11 +94,16 @@ TEST_CASE("scenario: errors name the JSON path", "[sim][scenario]") {
         "s.json: $.vendors[0].outages[0].end_s: must be after start_s");
   CHECK(with(R"("drift":[{"after_tasks":1,"at":"2026-01-01T00:00:00Z","accuracy_delta":0.1}])") ==
         "s.json: $.vendors[0].drift[0]: needs exactly one of after_tasks, after_s, at");
+  CHECK(with(R"("drift":[{"after_s":1,"accuracy_delta":-0.1,"domain":""}])") ==
+        "s.json: $.vendors[0].drift[0].domain: must not be empty");
+  CHECK(with(R"("drift":[{"after_s":1,"accuracy_delta":-0.1,"task_type":7}])") ==
+        "s.json: $.vendors[0].drift[0].task_type: expected a string, got integer");
   CHECK(with(R"("colour":"red")") == "s.json: $.vendors[0].colour: unknown key");
   CHECK(with(R"("experts":[])") == "s.json: $.vendors[0].experts: only for kind mercor");
   CHECK(error_of(R"({"listen":"nowhere","vendors":[)" + kVendor + "]}") ==
         "s.json: $.listen: expected \"host:port\" with a port from 0 to 65535, got \"nowhere\"");
   CHECK(error_of(R"({"seed":-1,"vendors":[)" + kVendor + "]}").rfind("s.json: $.seed: must be between 0 and", 0) == 0);
+  CHECK(error_of(R"({"eval":[],"vendors":[)" + kVendor + "]}") == "s.json: $.eval: expected an object, got array");
 }
 
 TEST_CASE("scenario: behaviour patches are all-or-nothing", "[sim][scenario]") {

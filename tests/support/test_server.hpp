@@ -9,7 +9,6 @@
 #include "http/router.hpp"
 #include "http/server.hpp"
 #include "jobs/engine.hpp"
-#include "routing/policy.hpp"
 #include "support/loopback_server.hpp"
 
 namespace labelbroker::testing {
@@ -26,7 +25,7 @@ class TestServer {
                       std::string database_url = "postgresql://nobody@127.0.0.1:1/none",
                       int expected_schema_version = 1, config::JobsConfig jobs_config = {})
       : pool_(make_pool(std::move(database_url))),
-        dispatch_(std::make_unique<jobs::Dispatch>(*pool_, vendors_, policy_)),
+        dispatch_(std::make_unique<jobs::Dispatch>(*pool_, vendors_)),
         options_(std::move(options)) {
     api::register_api(router_, {*pool_, lifecycle_, expected_schema_version, vendors_, *dispatch_, jobs_config});
   }
@@ -56,7 +55,6 @@ class TestServer {
 
   std::unique_ptr<db::ConnectionPool> pool_;
   vendors::VendorSet vendors_;
-  routing::WeightedRoundRobin policy_;
   std::unique_ptr<jobs::Dispatch> dispatch_;
   http::Lifecycle lifecycle_;
   http::Router router_;

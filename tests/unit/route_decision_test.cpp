@@ -112,8 +112,8 @@ TEST_CASE("a vendor over its share cap in the window takes no more while others 
   options.max_share = 0.5;
   options.domain_max_share["medical"] = 0.4;
   routing::Router router(options);
-  CHECK(options.max_share_for("medical", 7) == Approx(0.4));
-  CHECK(options.max_share_for("legal", 7) == Approx(0.5));
+  CHECK(options.max_share_for("medical") == Approx(0.4));
+  CHECK(options.max_share_for("legal") == Approx(0.5));
 
   auto a = vendor("a");
   a.window_judgments = 450;  // 0.45 >= medical cap 0.4
@@ -138,8 +138,8 @@ TEST_CASE("a vendor over its share cap in the window takes no more while others 
   CHECK(removals(router.filter(j, {a, b, c}))[0] == Removal::none);
 
   // A team cap tighter than the rest applies to that team only.
-  options.team_max_share[9] = 0.2;
-  CHECK(options.max_share_for("legal", 9) == Approx(0.2));
+  CHECK(options.max_share_for("legal", 0.2) == Approx(0.2));
+  CHECK(options.max_share_for("medical", 0.45) == Approx(0.4));
 }
 
 TEST_CASE("route gives distinct vendors per item, keeps shares in the box and persists counters",

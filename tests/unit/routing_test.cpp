@@ -1,4 +1,4 @@
-// Pure dispatch logic: the interim routing policy, majority vote, retry backoff.
+// Pure dispatch logic: majority vote, retry backoff. (Routing: route_decision_test.cpp.)
 #include <catch2/catch.hpp>
 
 #include <map>
@@ -6,85 +6,8 @@
 
 #include "jobs/aggregate.hpp"
 #include "jobs/engine.hpp"
-#include "routing/policy.hpp"
 
 using namespace labelbroker;
-
-namespace {
-
-routing::VendorState vendor(const std::string& id, double weight = 1.0) {
-  routing::VendorState v;
-  v.id = id;
-  v.capabilities.task_types = {vendors::TaskType::classification};
-  v.capabilities.expertise = {vendors::Expertise::general};
-  v.weight = weight;
-  return v;
-}
-
-routing::RoutingContext job(std::vector<std::string> eligible, int redundancy) {
-  routing::RoutingContext ctx;
-  ctx.job_id = "job";
-  ctx.domain = "medical";
-  ctx.eligible = std::move(eligible);
-  ctx.redundancy = redundancy;
-  return ctx;
-}
-
-}  // namespace
-
-TEST_CASE("routing: round-robin gives each item distinct vendors and shares judgments by weight", "[routing]") {
-  routing::WeightedRoundRobin policy;
-  std::vector<routing::VendorState> vendors = {vendor("a", 2), vendor("b", 1), vendor("c", 1)};
-  auto plan = policy.plan(job({"a", "b", "c"}, 2), 1000, vendors);
-  REQUIRE(plan.size() == 1000);
-  std::map<std::string, int> judgments;
-  for (const auto& item : plan) {
-    REQUIRE(item.size() == 2);
-    CHECK(item[0] != item[1]);
-    for (const auto& v : item) ++judgments[v];
-  }
-  // Weight 2 against 1 and 1: with two distinct vendors per item, a takes at most one judgment per
-  // item, so it gets every item (1000) and b and c split the other half evenly.
-  CHECK(judgments["a"] == 1000);
-  CHECK(judgments["b"] == 500);
-  CHECK(judgments["c"] == 500);
-
-  auto equal = policy.plan(job({"a", "b", "c"}, 1), 300, {vendor("a"), vendor("b"), vendor("c")});
-  std::map<std::string, int> singles;
-  for (const auto& item : equal) ++singles[item.at(0)];
-  CHECK(singles["a"] == 100);
-  CHECK(singles["b"] == 100);
-  CHECK(singles["c"] == 100);
-}
-
-TEST_CASE("routing: only eligible, enabled, healthy, capable vendors with weight get work", "[routing]") {
-  routing::WeightedRoundRobin policy;
-  auto disabled = vendor("disabled");
-  disabled.enabled = false;
-  auto sick = vendor("sick");
-  sick.healthy = false;
-  auto drained = vendor("drained", 0);
-  auto incapable = vendor("incapable");
-  incapable.capabilities.task_types = {vendors::TaskType::rating};
-  std::vector<routing::VendorState> vendors = {vendor("ok"), disabled, sick, drained, incapable, vendor("not-eligible")};
-  auto plan = policy.plan(job({"ok", "disabled", "sick", "drained", "incapable", "unknown"}, 3), 10, vendors);
-  for (const auto& item : plan) CHECK(item == std::vector<std::string>{"ok"});
-
-  auto none = policy.plan(job({"disabled"}, 1), 2, vendors);
-  CHECK(none == std::vector<std::vector<std::string>>{{}, {}});
-}
-
-TEST_CASE("routing: reroute picks a vendor the item has not used, or none", "[routing]") {
-  routing::WeightedRoundRobin policy;
-  std::vector<routing::VendorState> vendors = {vendor("a"), vendor("b"), vendor("c")};
-  auto ctx = job({"a", "b", "c"}, 2);
-  for (int i = 0; i < 20; ++i) {
-    auto next = policy.reroute(ctx, {"a", "b"}, vendors);
-    REQUIRE(next);
-    CHECK(*next == "c");
-  }
-  CHECK_FALSE(policy.reroute(ctx, {"a", "b", "c"}, vendors));
-}
 
 TEST_CASE("aggregate: majority vote with the job's label order breaking ties", "[aggregate]") {
   const std::vector<std::string> labels = {"urgent", "routine", "not_medical"};

@@ -12,6 +12,7 @@ CommonSettings read_common_settings(config::JsonReader& reader, const config::Ve
   reader.string("kind", s.kind);
   reader.boolean("enabled", s.enabled);
   reader.number("weight", s.weight, 0, 1000);
+  reader.integer("max_outstanding_units", s.max_outstanding_units, 0, 1000000000);
   std::string cap;
   reader.string("monthly_spend_cap_usd", cap);
   if (!cap.empty()) {

@@ -1,6 +1,7 @@
 #pragma once
 // The settings every vendor has, whatever its kind, read from its `vendors[]` entry:
-//   id, kind, base_url, api_key, callback_secret, enabled, weight,
+//   id, kind, base_url, api_key, callback_secret, enabled, weight, monthly_spend_cap_usd,
+//   max_outstanding_units,
 //   capabilities {task_types, domains, expertise, max_batch_size},
 //   http {max_in_flight, timeout_ms, connect_timeout_ms, max_response_bytes, ca_file,
 //         retry {max_attempts, initial_backoff_ms, max_backoff_ms, max_retry_after_ms}}
@@ -23,7 +24,10 @@ struct CommonSettings {
   config::Secret api_key;
   config::Secret callback_secret;
   bool enabled = true;
-  double weight = 1.0;  // relative share of new work under round-robin routing; 0: none
+  double weight = 1.0;  // relative preference in routing; 0: no new work (drain)
+  // Units routed to the vendor and not finished (queued, sending, submitted) beyond which routing
+  // gives it no more ("at_capacity"); 0: no limit.
+  std::int64_t max_outstanding_units = 0;
   // "monthly_spend_cap_usd": the most the broker holds and spends at this vendor per UTC month.
   std::optional<std::int64_t> monthly_spend_cap_micros;
   Capabilities capabilities;

@@ -324,6 +324,7 @@ double Engine::accuracy_for(const Vendor& vendor, const WorkUnit& unit) const {
   double accuracy = b.accuracy.lookup(unit.domain, unit.task_type, unit.expertise);
   const auto now = clock_.now();
   for (const auto& d : b.drift) {
+    if (!d.applies_to(unit.domain, unit.task_type)) continue;
     const bool triggered = (d.after_tasks && unit.seq >= *d.after_tasks) ||
                            (d.after && now >= started_at_ + *d.after) || (d.at && now >= *d.at);
     if (triggered) accuracy += d.accuracy_delta;

@@ -236,6 +236,8 @@ std::vector<DriftRule> read_drift(const json& v, const std::string& where, const
     if (triggers != 1) r.fail(r.path(), "needs exactly one of after_tasks, after_s, at");
     if (!r.has("accuracy_delta")) r.fail(r.at("accuracy_delta"), "is required");
     r.number("accuracy_delta", d.accuracy_delta, -1.0, 1.0);
+    if (r.has("domain")) r.string("domain", d.domain, true);
+    if (r.has("task_type")) r.string("task_type", d.task_type, true);
     r.finish();
     out.push_back(d);
   }
@@ -435,6 +437,10 @@ Scenario parse_scenario(std::string_view text, const std::string& source) {
     s.callbacks.backoff = std::chrono::milliseconds(backoff);
     s.callbacks.timeout = std::chrono::milliseconds(timeout);
     c.finish();
+  }
+  if (const json* eval = top.find("eval")) {
+    if (!eval->is_object()) top.fail("$.eval", std::string("expected an object, got ") + type_name(*eval));
+    s.eval = *eval;
   }
   const json* vendors = top.find("vendors");
   if (!vendors) top.fail("$.vendors", "is required");

@@ -70,12 +70,18 @@ struct OutageWindow {
 };
 
 // Accuracy changes by accuracy_delta (clamped to [0,1]) once the trigger has passed: after N tasks
-// were created, after_s seconds after process start, or at an absolute time.
+// were created, after_s seconds after process start, or at an absolute time. A rule may be scoped
+// to one domain and/or task type ("scale's medical accuracy falls"); empty scope fields match any.
 struct DriftRule {
   std::optional<std::uint64_t> after_tasks;
   std::optional<std::chrono::seconds> after;
   std::optional<std::chrono::system_clock::time_point> at;
   double accuracy_delta = 0;
+  std::string domain;     // empty: every domain
+  std::string task_type;  // empty: every task type
+  bool applies_to(std::string_view unit_domain, std::string_view unit_task_type) const {
+    return (domain.empty() || domain == unit_domain) && (task_type.empty() || task_type == unit_task_type);
+  }
 };
 
 // One-shot deterministic faults for tests: the next `count` requests (to vendor API routes) answer
@@ -138,6 +144,9 @@ struct Scenario {
   bool access_log = false;  // one JSON line per request on stderr
   CallbackPolicy callbacks;
   std::vector<VendorSpec> vendors;
+  // The "eval" section: labelbroker-eval's workload (tools/eval/workload.hpp validates it).
+  // vendor-sim only checks that it is an object and otherwise ignores it. Null when absent.
+  nlohmann::json eval;
 };
 
 // Throws ScenarioError ("<source>: $.vendors[1].accuracy.medical: must be between 0 and 1").
