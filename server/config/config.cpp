@@ -119,6 +119,7 @@ Config parse_config(std::string_view text, const std::string& source_name, const
     d.boolean("enabled", cfg.dispatch.enabled);
     d.integer("workers_per_vendor", cfg.dispatch.workers_per_vendor, 1, 256);
     d.integer("plan_chunk_items", cfg.dispatch.plan_chunk_items, 1, 100000);
+    d.integer("plan_ahead_items", cfg.dispatch.plan_ahead_items, 1, 100000000);
     d.millis("lease_ms", cfg.dispatch.lease, 100, 86400000);
     d.integer("max_attempts", cfg.dispatch.max_attempts, 1, 1000);
     d.millis("backoff_initial_ms", cfg.dispatch.backoff_initial, 1, 3600000);
@@ -164,6 +165,8 @@ Config parse_config(std::string_view text, const std::string& source_name, const
     r.integer("window_hours", window_hours, 1, 24 * 90);
     rc.window = std::chrono::hours(window_hours);
     r.number("evidence_discount", rc.evidence_discount, 0.5, 1);
+    r.number("evidence_half_life_hours", rc.evidence_half_life_hours, 0, 24 * 365);
+    r.number("floor_min_evidence", rc.floor_min_evidence, 0, 1e6);
     r.integer("breaker_consecutive_failures", rc.breaker_consecutive_failures, 1, 1000000);
     r.number("breaker_failure_rate", rc.breaker_failure_rate, 0.01, 1);
     r.integer("breaker_min_requests", rc.breaker_min_requests, 1, 1000000);

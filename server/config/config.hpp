@@ -78,6 +78,7 @@ struct DispatchConfig {
   bool enabled = true;
   int workers_per_vendor = 2;             // concurrent batches in flight per vendor, per process
   std::size_t plan_chunk_items = 1000;    // items planned per transaction
+  std::size_t plan_ahead_items = 5000;    // a job's unsent units before its planning waits (routing decides late)
   std::chrono::milliseconds lease{60000}; // a claim not finished by then is taken over
   int max_attempts = 8;                   // sends of one assignment before it moves elsewhere
   std::chrono::milliseconds backoff_initial{500};
@@ -119,6 +120,8 @@ struct RoutingConfig {
   std::int64_t share_cap_min_window = 100;         // window judgments before a cap removes a vendor
   std::chrono::hours window{24};                   // the sliding window of shares
   double evidence_discount = 0.98;                 // per gold answer: memory of ~50 answers
+  double evidence_half_life_hours = 6;             // evidence also fades with time
+  double floor_min_evidence = 10;                  // gold answers before a quality floor judges a vendor
   // Circuit breaker per vendor (per process).
   int breaker_consecutive_failures = 5;
   double breaker_failure_rate = 0.5;

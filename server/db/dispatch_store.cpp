@@ -662,13 +662,19 @@ std::string claim_new_batch(pqxx::work& tx, const std::string& vendor_id, std::s
 
 }  // namespace
 
-bool plan_next_chunk(pqxx::connection& c, std::size_t chunk, std::chrono::hours window, const PlanChunkFn& plan) {
+bool plan_next_chunk(pqxx::connection& c, const PlanOptions& options, const PlanChunkFn& plan) {
+  const auto chunk = options.chunk;
   pqxx::work tx(c);
   prefer_key_lookups(tx);
-  auto picked = tx.exec(
+  // Room to plan ahead: counting at most plan_ahead unsent units keeps the test cheap for a job
+  // with a long queue.
+  auto picked = tx.exec_params(
       std::string("SELECT ") + kJobColumns +
-      ", coalesce(j.plan_cursor, '') FROM jobs j WHERE j.status IN ('queued', 'running') AND j.planned_at IS NULL "
-      "ORDER BY j.created_at LIMIT 1 FOR UPDATE OF j SKIP LOCKED");
+          ", coalesce(j.plan_cursor, '') FROM jobs j WHERE j.status IN ('queued', 'running') AND j.planned_at IS NULL "
+          "AND (SELECT count(*) FROM (SELECT 1 FROM assignments a WHERE a.job_id = j.id AND a.state = 'queued' "
+          "                           AND a.batch_id IS NULL LIMIT $1) q) < $1 "
+          "ORDER BY j.created_at LIMIT 1 FOR UPDATE OF j SKIP LOCKED",
+      static_cast<long>(std::max<std::size_t>(options.plan_ahead, 1)));
   if (picked.empty()) return false;
   const DispatchJob job = job_from_row(picked[0]);
   const std::string cursor = picked[0][kJobColumnCount].as<std::string>();
@@ -693,7 +699,7 @@ bool plan_next_chunk(pqxx::connection& c, std::size_t chunk, std::chrono::hours 
     facts_of.team_id = job.team_id;
     facts_of.domain = job.domain;
     facts_of.task_type = std::string(vendors::to_string(job.task_type));
-    facts_of.window = window;
+    facts_of.window = options.window;
     const auto facts = load_routing_snapshot(tx, facts_of);
     auto planned = plan(job, item_ids, facts);
     json assignments = json::array();

@@ -61,12 +61,21 @@ struct PlannedChunk {
 using PlanChunkFn = std::function<PlannedChunk(const DispatchJob& job, const std::vector<std::string>& item_ids,
                                                const RoutingSnapshot& facts)>;
 
-// Claims one queued or running job with unplanned items (SKIP LOCKED on the job row), reads the
-// routing facts of its scope (window of `window`), asks `plan` about its next `chunk` items and
+struct PlanOptions {
+  std::size_t chunk = 1000;        // items per transaction
+  std::chrono::hours window{24};   // routing's share window
+  // A job gets more of its items planned only while fewer than this many of its units wait unsent,
+  // so routing decides with what it has learnt since (evidence, shares, breakers) instead of
+  // fixing a whole job's vendors at intake.
+  std::size_t plan_ahead = 5000;
+};
+
+// Claims one queued or running job with unplanned items and room to plan ahead (SKIP LOCKED on the
+// job row), reads the routing facts of its scope, asks `plan` about its next `chunk` items and
 // inserts their assignments, the routing counters, window and decision in the same transaction,
 // advancing the job's plan cursor. A queued job becomes running. Returns false when there was
 // nothing to plan.
-bool plan_next_chunk(pqxx::connection& c, std::size_t chunk, std::chrono::hours window, const PlanChunkFn& plan);
+bool plan_next_chunk(pqxx::connection& c, const PlanOptions& options, const PlanChunkFn& plan);
 
 // ---- sending ----------------------------------------------------------------------------------
 

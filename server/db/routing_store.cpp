@@ -96,11 +96,13 @@ RoutingSnapshot load_routing_snapshot(pqxx::work& tx, const SnapshotRequest& req
   }
 
   for (const auto& r : tx.exec_params(
-           "SELECT vendor_id, correct, n FROM vendor_evidence WHERE domain = $1 AND task_type = $2",
+           "SELECT vendor_id, correct, n, greatest(extract(epoch FROM now() - updated_at), 0) / 3600.0 "
+           "FROM vendor_evidence WHERE domain = $1 AND task_type = $2",
            request.domain, request.task_type)) {
     auto& v = snapshot.vendors[r[0].as<std::string>()];
     v.gold_correct = r[1].as<double>();
     v.gold_n = r[2].as<double>();
+    v.evidence_age_hours = r[3].as<double>();
   }
 
   for (const auto& r : tx.exec_params(

@@ -41,6 +41,7 @@ struct RoutingSnapshot {
     std::int64_t monthly_spend_micros = 0;  // held + spent this UTC month
     double gold_correct = 0;                // discounted gold evidence for the scope
     double gold_n = 0;
+    double evidence_age_hours = 0;          // since the evidence last changed
     std::int64_t window_judgments = 0;      // in the scope's domain, in the sliding window
     double counter = 0;                     // the scope's deficit counter
   };

@@ -190,6 +190,8 @@ routing::RoutingOptions routing_options(const config::RoutingConfig& c, const co
   o.credible = c.credible;
   o.share_cap_min_window = c.share_cap_min_window;
   o.evidence_discount = c.evidence_discount;
+  o.evidence_half_life_hours = c.evidence_half_life_hours;
+  o.floor_min_evidence = c.floor_min_evidence;
   return o;
 }
 
@@ -287,6 +289,7 @@ std::vector<routing::VendorFacts> Dispatch::vendor_facts(const db::DispatchJob& 
     f.monthly_spend_micros = it->second.monthly_spend_micros;
     f.gold_correct = it->second.gold_correct;
     f.gold_n = it->second.gold_n;
+    f.evidence_age_hours = it->second.evidence_age_hours;
     f.window_judgments = it->second.window_judgments;
   }
   return out;
@@ -574,7 +577,11 @@ void Engine::run_planner() {
     bool planned = false;
     guarded("planning", [&] {
       planned = with_retry(dispatch_.pool(), [&](auto& c) {
-        return db::plan_next_chunk(c, options_.plan_chunk_items, dispatch_.routing().window,
+        db::PlanOptions plan;
+        plan.chunk = options_.plan_chunk_items;
+        plan.window = dispatch_.routing().window;
+        plan.plan_ahead = options_.plan_ahead_items;
+        return db::plan_next_chunk(c, plan,
                                    [&](const db::DispatchJob& job, const auto& ids, const db::RoutingSnapshot& facts) {
                                      return dispatch_.plan(job, ids, facts);
                                    });

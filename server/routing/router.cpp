@@ -46,6 +46,13 @@ double RoutingOptions::max_share_for(const std::string& domain, std::optional<do
   return cap;
 }
 
+Evidence effective_evidence(const VendorFacts& vendor, const RoutingOptions& options) {
+  double fade = 1;
+  if (vendor.evidence_age_hours > 0 && options.evidence_half_life_hours > 0)
+    fade = std::exp2(-vendor.evidence_age_hours / options.evidence_half_life_hours);
+  return {vendor.gold_correct * fade, vendor.gold_n * fade};
+}
+
 std::string counter_scope(const JobFacts& job) {
   return job.domain + "/" + std::string(vendors::to_string(job.task_type));
 }
@@ -110,13 +117,14 @@ std::vector<Verdict> Router::filter(const JobFacts& job, const std::vector<Vendo
     else if (job.min_vendor_accuracy) {
       // The upper end of the credible interval: a vendor with little gold has a wide interval and
       // stays until the evidence says it is below the floor.
-      const double a = options_.prior.alpha + v.gold_correct;
-      const double b = options_.prior.beta + (v.gold_n - v.gold_correct);
+      const auto e = effective_evidence(v, options_);
+      const double a = options_.prior.alpha + e.correct;
+      const double b = options_.prior.beta + (e.n - e.correct);
       const double upper = quality::beta_quantile(a, b, (1 + options_.credible) / 2);
-      if (upper < *job.min_vendor_accuracy)
+      if (e.n >= options_.floor_min_evidence && upper < *job.min_vendor_accuracy)
         remove(Removal::below_quality_floor,
                "upper " + fixed(upper) + " < floor " + fixed(*job.min_vendor_accuracy) + " (gold " +
-                   fixed(v.gold_correct, 1) + "/" + fixed(v.gold_n, 1) + ")");
+                   fixed(e.correct, 1) + "/" + fixed(e.n, 1) + ")");
     }
   }
 
@@ -146,14 +154,16 @@ std::vector<Verdict> Router::filter(const JobFacts& job, const std::vector<Vendo
 
 namespace {
 
-std::vector<VendorInput> allocation_inputs(const std::vector<VendorFacts>& vendors, const std::vector<Verdict>& verdicts) {
+std::vector<VendorInput> allocation_inputs(const std::vector<VendorFacts>& vendors, const std::vector<Verdict>& verdicts,
+                                          const RoutingOptions& options) {
   std::vector<VendorInput> inputs(vendors.size());
   for (std::size_t i = 0; i < vendors.size(); ++i) {
     const auto& v = vendors[i];
     auto& in = inputs[i];
     in.id = v.id;
-    in.gold_correct = v.gold_correct;
-    in.gold_n = v.gold_n;
+    const auto e = effective_evidence(v, options);
+    in.gold_correct = e.correct;
+    in.gold_n = e.n;
     in.cost_micros = v.cost_micros;
     in.weight = v.weight > 0 ? v.weight : 1.0;
     in.window_items = v.window_judgments;
@@ -182,7 +192,7 @@ RouteResult Router::route(const JobFacts& job, const std::vector<VendorFacts>& v
   result.removals.reserve(vendors.size());
   for (const auto& v : verdicts) result.removals.push_back(v.removal);
 
-  const auto inputs = allocation_inputs(vendors, verdicts);
+  const auto inputs = allocation_inputs(vendors, verdicts, options_);
   result.decision = decide_shares(inputs, allocation_options(options_, job), rng);
 
   std::vector<double> shares, restored;
@@ -229,7 +239,7 @@ std::optional<std::string> Router::reroute(const JobFacts& job, const std::vecto
       }
     if (!any) return std::nullopt;
   }
-  const auto decision = decide_shares(allocation_inputs(vendors, verdicts), allocation_options(options_, job), rng);
+  const auto decision = decide_shares(allocation_inputs(vendors, verdicts, options_), allocation_options(options_, job), rng);
   std::vector<double> shares, restored;
   for (std::size_t i = 0; i < vendors.size(); ++i) {
     shares.push_back(decision.vendors[i].target_share);

@@ -72,6 +72,7 @@ struct VendorFacts {
   // Gold evidence for this job's domain and task type (possibly discounted, hence fractional).
   double gold_correct = 0;
   double gold_n = 0;
+  double evidence_age_hours = 0;      // since its last gold answer in this scope
   std::int64_t window_judgments = 0;  // its judgments in this domain in the sliding window
 };
 
@@ -102,10 +103,24 @@ struct RoutingOptions {
   double credible = 0.90;                          // the interval the quality floor is checked against
   std::int64_t share_cap_min_window = 100;         // window judgments before over_share_cap applies
   double evidence_discount = 0.98;                 // DiscountedEvidence's, per gold observation
+  // Evidence also fades with time (halves every evidence_half_life_hours without a gold answer):
+  // a vendor the floor removed gets no work and so no new gold, and would otherwise stay out for
+  // good. Faded evidence widens its interval until it is routed again and measured afresh.
+  double evidence_half_life_hours = 6;
+  // The floor judges a vendor only on at least this much (effective) gold: one wrong answer of a
+  // new vendor is not evidence that it is bad.
+  double floor_min_evidence = 10;
 
   // The tightest cap that applies to this job: the smallest of global, domain and team caps.
   double max_share_for(const std::string& domain, std::optional<double> team_cap = std::nullopt) const;
 };
+
+// A vendor's gold evidence as the policy weighs it: faded by its age (see evidence_half_life_hours).
+struct Evidence {
+  double correct = 0;
+  double n = 0;
+};
+Evidence effective_evidence(const VendorFacts& vendor, const RoutingOptions& options);
 
 // One vendor's removal, with a human detail ("upper 0.71 < floor 0.80").
 struct Verdict {

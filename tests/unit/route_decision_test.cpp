@@ -107,6 +107,28 @@ TEST_CASE("the quality floor keeps a vendor while its evidence is thin", "[unit]
   CHECK(r == std::vector<Removal>{Removal::none, Removal::below_quality_floor, Removal::none});
 }
 
+TEST_CASE("floored vendors come back to be measured once their evidence has faded", "[unit][routing-policy]") {
+  routing::Router router;  // half-life 6 h, floor needs 10 effective answers
+  auto j = job();
+  j.min_vendor_accuracy = 0.85;
+  auto bad = vendor("bad");
+  bad.gold_correct = 30;  // 60% right on a memory of 50 answers
+  bad.gold_n = 50;
+  CHECK(router.filter(j, {bad})[0].removal == Removal::below_quality_floor);
+  bad.evidence_age_hours = 6;  // half the weight: 15 of 25, still clearly below
+  CHECK(router.filter(j, {bad})[0].removal == Removal::below_quality_floor);
+  bad.evidence_age_hours = 18;  // 3.75 of 6.25: too little to judge; it gets work and new gold
+  CHECK(router.filter(j, {bad})[0].removal == Removal::none);
+  const auto faded = routing::effective_evidence(bad, router.options());
+  CHECK(faded.n == Approx(6.25));
+  CHECK(faded.correct == Approx(3.75));
+
+  // A new vendor's first wrong answer is not enough to exclude it.
+  auto fresh = vendor("fresh");
+  fresh.gold_n = 1;
+  CHECK(router.filter(j, {fresh})[0].removal == Removal::none);
+}
+
 TEST_CASE("a vendor over its share cap in the window takes no more while others can", "[unit][routing-policy]") {
   routing::RoutingOptions options;
   options.max_share = 0.5;

@@ -73,6 +73,7 @@ struct VendorRun {
   std::vector<double> base_accuracy;                      // per job class
   std::vector<std::vector<const DriftRule*>> drift;       // per job class, the rules in scope
   std::vector<routing::DiscountedEvidence> evidence;      // per scope (domain/task type)
+  std::vector<double> evidence_at;                        // per scope: virtual time of the last gold answer
   VendorResult result;
 
   bool in_outage(double t) const {
@@ -173,6 +174,7 @@ void Simulation::setup() {
     for (const auto& o : spec.behaviour.outages)
       vr.outages.emplace_back(static_cast<double>(o.start_relative->count()), static_cast<double>(o.end_relative->count()));
     vr.evidence.resize(scopes.size());
+    vr.evidence_at.assign(scopes.size(), 0.0);
     vr.result.id = spec.id;
     auto caps_it = w_.capabilities.find(spec.id);
     const vendors::Capabilities caps = caps_it == w_.capabilities.end() ? all_capabilities() : caps_it->second;
@@ -253,6 +255,7 @@ void Simulation::refresh_facts(std::size_t c, double t) {
       const auto& e = vr.evidence[class_scope_[c]];
       f.gold_n = e.n;
       f.gold_correct = e.correct;
+      f.evidence_age_hours = e.n > 0 ? (t - vr.evidence_at[class_scope_[c]]) / 3600.0 : 0;
     }
   }
   refresh_breakers(c, t);
@@ -387,6 +390,7 @@ void Simulation::complete_until(double t) {
       const bool correct = Rng::stream(seed_, done.unit, kStreamCorrect * kStreamStride + key).uniform() < p;
       if (unit.gold) {
         vr.evidence[class_scope_[unit.job_class]].observe(correct ? 1 : 0, 1, discount);
+        vr.evidence_at[class_scope_[unit.job_class]] = done.due;
       } else {
         std::uint8_t answer = unit.truth;
         if (!correct) {
