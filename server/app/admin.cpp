@@ -9,6 +9,7 @@
 #include "common/log.hpp"
 #include "common/money.hpp"
 #include "db/pool.hpp"
+#include "db/routing_store.hpp"
 #include "db/team_store.hpp"
 
 namespace labelbroker::app {
@@ -25,6 +26,10 @@ Commands:
                                           cap the team's holds and spend per UTC month, e.g.
                                           "2500.00"; "none" removes the cap. Jobs over it
                                           pause as budget_exhausted until it is raised
+  set-team-deny --team NAME --vendors ID,ID
+                                          the team's permanent deny list (conflict-of-interest
+                                          rules): routing never gives its work to these vendors
+                                          and moves unstarted work off them; "none" clears it
 
 Applies pending migrations first. Exit codes: 0 ok, 1 database failure or unknown team,
 2 usage error.
@@ -59,10 +64,14 @@ int admin(const config::Config& cfg, const std::vector<std::string>& args) {
     return args.empty() ? kExitUsage : kExitOk;
   }
   const std::string& command = args[0];
-  std::optional<std::string> team, role_text, name, monthly;
+  std::optional<std::string> team, role_text, name, monthly, vendor_list;
   for (size_t i = 1; i < args.size(); ++i) {
-    if ((args[i] == "--team" || args[i] == "--role" || args[i] == "--monthly-usd") && i + 1 < args.size()) {
-      (args[i] == "--team" ? team : args[i] == "--role" ? role_text : monthly) = args[i + 1];
+    if ((args[i] == "--team" || args[i] == "--role" || args[i] == "--monthly-usd" || args[i] == "--vendors") &&
+        i + 1 < args.size()) {
+      (args[i] == "--team"          ? team
+       : args[i] == "--role"        ? role_text
+       : args[i] == "--monthly-usd" ? monthly
+                                    : vendor_list) = args[i + 1];
       ++i;
     } else if (args[i].rfind("--", 0) == 0) {
       return usage_error("unknown option '" + args[i] + "'");
@@ -87,8 +96,24 @@ int admin(const config::Config& cfg, const std::vector<std::string>& args) {
       return usage_error("set-team-budget needs --team NAME and --monthly-usd AMOUNT");
     if (*monthly != "none" && !common::parse_usd_micros(*monthly))
       return usage_error("--monthly-usd takes a decimal amount of US dollars (e.g. 2500.00) or none");
+  } else if (command == "set-team-deny") {
+    if (name || !team || !vendor_list || role_text || monthly)
+      return usage_error("set-team-deny needs --team NAME and --vendors ID,ID (or none)");
   } else {
     return usage_error("unknown admin command '" + command + "'");
+  }
+  if (command != "set-team-deny" && vendor_list) return usage_error("--vendors belongs to set-team-deny");
+  std::vector<std::string> denied;
+  if (vendor_list && *vendor_list != "none") {
+    std::string rest = *vendor_list + ",";
+    for (auto comma = rest.find(','); comma != std::string::npos; rest.erase(0, comma + 1), comma = rest.find(',')) {
+      const std::string id = rest.substr(0, comma);
+      if (!valid_team_name(id)) return usage_error("'" + id + "' is not a vendor id");
+      bool configured = false;
+      for (const auto& v : cfg.vendors) configured = configured || v.id == id;
+      if (!configured) std::cerr << "labelbroker admin: note: vendor '" << id << "' is not configured here\n";
+      denied.push_back(id);
+    }
   }
   if (command != "create-key" && role_text) return usage_error("--role belongs to create-key");
 
@@ -110,6 +135,13 @@ int admin(const config::Config& cfg, const std::vector<std::string>& args) {
       std::cerr << "labelbroker admin: no team '" << *team << "'; create it with: labelbroker admin create-team "
                 << *team << "\n";
       return kExitFailure;
+    }
+    if (command == "set-team-deny") {
+      pool.run([&](pqxx::connection& c) { return db::set_team_denied_vendors(c, record->name, denied); });
+      std::string list;
+      for (const auto& id : denied) list += (list.empty() ? "" : ",") + id;
+      std::cout << "team " << record->name << " denies: " << (list.empty() ? "none" : list) << "\n";
+      return kExitOk;
     }
     if (command == "set-team-budget") {
       const auto cap = *monthly == "none" ? std::nullopt : common::parse_usd_micros(*monthly);

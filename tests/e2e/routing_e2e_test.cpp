@@ -70,7 +70,7 @@ json vendor_line(const json& decision, const std::string& vendor) {
 std::string breaker_state(Fleet& fleet, std::uint16_t port, const std::string& vendor) {
   for (const auto& v : fleet.get(port, "/v1/vendors")["vendors"])
     if (v["id"] == vendor) return v["circuit_breaker"]["state"].get<std::string>();
-  FAIL("GET /v1/vendors does not list " << vendor);
+  FAIL("GET /v1/vendors does not list " << vendor << ": " << fleet.get(port, "/v1/vendors").dump());
   return {};
 }
 
