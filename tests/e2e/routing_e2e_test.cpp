@@ -68,9 +68,10 @@ json vendor_line(const json& decision, const std::string& vendor) {
 }
 
 std::string breaker_state(Fleet& fleet, std::uint16_t port, const std::string& vendor) {
-  for (const auto& v : fleet.get(port, "/v1/vendors")["vendors"])
+  const auto body = fleet.get(port, "/v1/vendors");
+  for (const auto& v : body["vendors"])
     if (v["id"] == vendor) return v["circuit_breaker"]["state"].get<std::string>();
-  FAIL("GET /v1/vendors does not list " << vendor << ": " << fleet.get(port, "/v1/vendors").dump());
+  FAIL("GET /v1/vendors does not list " << vendor << ": " << body.dump());
   return {};
 }
 
@@ -92,7 +93,8 @@ json with_gold(json job, int gold_items) {
 // A vendor's share of a domain's judgments in GET /v1/concentration (-1: domain not there yet).
 double concentration_share(Fleet& fleet, std::uint16_t port, const std::string& domain, const std::string& vendor,
                            long* items = nullptr) {
-  for (const auto& d : fleet.get(port, "/v1/concentration?window=24h")["domains"]) {
+  const auto body = fleet.get(port, "/v1/concentration?window=24h");
+  for (const auto& d : body["domains"]) {
     if (d["domain"] != domain) continue;
     if (items) *items = d["items"].get<long>();
     for (const auto& v : d["vendors"])
@@ -259,7 +261,7 @@ TEST_CASE("routing e2e: a vendor's outage opens its breaker, its unstarted work 
     const auto plans = of_kind(routing_log(fleet, port, job_id), "plan");
     REQUIRE(plans.size() == 1);
     CHECK(plans[0]["items"] == kItems);
-    CHECK(vendor_line(plans[0], "scale-small")["chosen"].get<long>() >= kItems * 3 / 10);
+    CHECK(vendor_line(plans[0], "scale-small")["chosen"].get<long>() >= kItems / 4);
   }
   // The rebalancer moves scale-small's never-sent units and logs why.
   json moved_decision;
@@ -313,6 +315,13 @@ TEST_CASE("routing e2e: a vendor's outage opens its breaker, its unstarted work 
       CHECK(stats[vendor]["tasks_created"].get<long>() == finished);
       CHECK(stats[vendor]["duplicate_creates_refused"].get<long>() == 0);
     }
+  }
+  {
+    std::string summary;
+    for (const auto& d : routing_log(fleet, port, job_id))
+      if (d["kind"] != "reroute") summary += d["at"].get<std::string>() + " " + d["kind"].get<std::string>() + " " + std::to_string(d["items"].get<int>()) + " " + (d["kind"] == "rebalance" ? d["decision"].dump() : "") + "\n";
+      else summary += d["at"].get<std::string>() + " reroute -> " + d["decision"]["chosen"].get<std::string>() + " used " + d["decision"]["used"].dump() + "\n";
+    WARN("DEBUG\n" << describe_assignments(fleet.db_url(), job_id) << summary);
   }
   // scale-small did work once it was back (its breaker's probe closed it again).
   CHECK(stats["scale-small"]["completed"].get<long>() > 0);

@@ -3,6 +3,8 @@
 // evidence. Pure: no database, no HTTP.
 #include <catch2/catch.hpp>
 
+#include <chrono>
+#include <cstdio>
 #include <map>
 #include <set>
 
@@ -256,4 +258,35 @@ TEST_CASE("discounted evidence forgets old gold at the configured rate", "[unit]
   CHECK(e.correct / e.n == Approx(2.0 / 3).margin(0.02));
   CHECK(e.n < 60);  // memory of about 1 / (1 - 0.98) = 50 observations
   CHECK(e.correct <= e.n);
+}
+
+// The whole policy (filters, including the quality floor's interval, then allocation and counts)
+// as the planner runs it: not part of the suite; run it with labelbroker_tests "[.bench][routing-policy]".
+TEST_CASE("routing policy throughput: item decisions per second, 10 vendors", "[.bench][routing-policy]") {
+  routing::Router router;
+  std::vector<routing::VendorFacts> vendors;
+  for (int i = 0; i < 10; ++i) {
+    vendors.push_back(vendor("v" + std::to_string(i), 30000 + 5000 * i));
+    vendors.back().gold_correct = 40 + i;
+    vendors.back().gold_n = 50;
+    vendors.back().window_judgments = 1000 + 100 * i;
+  }
+  auto j = job();
+  j.min_vendor_accuracy = 0.7;
+  std::mt19937_64 rng(5);
+  for (int redundancy : {1, 3}) {
+    j.redundancy = redundancy;
+    routing::CounterBook counters;
+    constexpr std::size_t kBatch = 100;
+    constexpr int kBatches = 20000;
+    std::size_t checksum = 0;
+    const auto start = std::chrono::steady_clock::now();
+    for (int b = 0; b < kBatches; ++b) checksum += router.route(j, vendors, kBatch, rng, counters).items[0].size();
+    const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
+    const double per_second = static_cast<double>(kBatch) * kBatches / elapsed.count();
+    std::printf("routing policy bench: 10 vendors, redundancy %d, batches of %zu: %.0f item decisions/s "
+                "(target >= 1000000) [checksum %zu]\n",
+                redundancy, kBatch, per_second, checksum);
+    CHECK(checksum == static_cast<std::size_t>(kBatches * redundancy));
+  }
 }
