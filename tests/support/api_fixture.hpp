@@ -1,6 +1,6 @@
 #pragma once
 // The real v1 API in-process against a scratch database: migrations applied, keys for team-a
-// (submitter, viewer) and team-b (submitter), vendors from a config snippet that points nowhere
+// (submitter, viewer, admin) and team-b (submitter), vendors from a config snippet that points nowhere
 // (intake never calls vendors; dispatch does not run here), and HTTP helpers with a key.
 #include <cstdint>
 #include <memory>
@@ -13,6 +13,7 @@
 
 #include "config/config.hpp"
 #include "db/migrations.hpp"
+#include "db/probe.hpp"
 #include "support/api_keys.hpp"
 #include "support/http_client.hpp"
 #include "support/scratch_db.hpp"
@@ -35,10 +36,11 @@ class ApiFixture {
     }
     submitter = make_key(scratch_.url(), "team-a", auth::Role::submitter);
     viewer = make_key(scratch_.url(), "team-a", auth::Role::viewer);
+    admin = make_key(scratch_.url(), "team-a", auth::Role::admin);
     other_team = make_key(scratch_.url(), "team-b", auth::Role::submitter);
-    server_ = std::make_unique<TestServer>(options, scratch_.url(), db::expected_schema_version(), jobs);
     const auto env = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
     auto cfg = config::parse_config(vendors_config, "test.json", env);
+    server_ = std::make_unique<TestServer>(options, scratch_.url(), db::expected_schema_version(), jobs, cfg.vendors);
     vendors::VendorRegistry registry;
     vendors::register_builtin_vendors(registry);
     server_->vendors() =
@@ -50,6 +52,11 @@ class ApiFixture {
     extra.emplace_back("Authorization", "Bearer " + key);
     extra.emplace_back("Content-Type", "application/json");
     return http_request(server_->port(), "POST", path, body, extra);
+  }
+  HttpResult request(const std::string& method, const std::string& path, const std::string& body,
+                     const std::string& key) {
+    return http_request(server_->port(), method, path, body,
+                        {{"Authorization", "Bearer " + key}, {"Content-Type", "application/json"}});
   }
   HttpResult get(const std::string& path, const std::string& key, Headers extra = {}) {
     extra.emplace_back("Authorization", "Bearer " + key);
@@ -72,7 +79,7 @@ class ApiFixture {
   std::uint16_t port() const { return server_->port(); }
   bool healthy() { return http_request(server_->port(), "GET", "/healthz").status == 200; }
 
-  std::string submitter, viewer, other_team;
+  std::string submitter, viewer, admin, other_team;
 
  private:
   ScratchDatabase scratch_;

@@ -23,9 +23,10 @@ class TestServer {
  public:
   explicit TestServer(http::ServerOptions options = test_server_options(),
                       std::string database_url = "postgresql://nobody@127.0.0.1:1/none",
-                      int expected_schema_version = 1, config::JobsConfig jobs_config = {})
+                      int expected_schema_version = 1, config::JobsConfig jobs_config = {},
+                      std::vector<config::VendorConfig> vendor_configs = {})
       : pool_(make_pool(std::move(database_url))),
-        dispatch_(std::make_unique<jobs::Dispatch>(*pool_, vendors_)),
+        dispatch_(std::make_unique<jobs::Dispatch>(*pool_, vendors_, vendor_configs)),
         options_(std::move(options)) {
     api::register_api(router_, {*pool_, lifecycle_, expected_schema_version, vendors_, *dispatch_, jobs_config});
   }
