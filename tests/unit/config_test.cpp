@@ -127,3 +127,33 @@ TEST_CASE("config: listen addresses", "[config]") {
   CHECK_THROWS_AS(parse_listen_address("h:", "x"), ConfigError);
   CHECK_THROWS_AS(parse_listen_address("h:8o", "x"), ConfigError);
 }
+
+TEST_CASE("config: the routing section is read and checked", "[config]") {
+  auto cfg = parse_config(R"({"routing": {"max_share": 0.4, "domain_max_share": {"medical": 0.3},
+                                          "team_max_share": {"research": 0.25}, "min_share": 0.1,
+                                          "window_hours": 12, "evidence_half_life_hours": 0,
+                                          "breaker_cooldown_ms": 1000, "rebalance": false},
+                             "dispatch": {"plan_ahead_items": 200}})",
+                          "test.json", fake_env({}));
+  CHECK(cfg.routing.max_share == 0.4);
+  CHECK(cfg.routing.domain_max_share.at("medical") == 0.3);
+  CHECK(cfg.routing.team_max_share.at("research") == 0.25);
+  CHECK(cfg.routing.min_share == 0.1);
+  CHECK(cfg.routing.window == std::chrono::hours(12));
+  CHECK(cfg.routing.evidence_half_life_hours == 0);
+  CHECK(cfg.routing.breaker_cooldown == std::chrono::milliseconds(1000));
+  CHECK_FALSE(cfg.routing.rebalance);
+  CHECK(cfg.dispatch.plan_ahead_items == 200);
+  const auto defaults = parse_config("{}", "test.json", fake_env({}));
+  CHECK(defaults.routing.max_share == 0.5);
+  CHECK(defaults.routing.min_share == 0.05);
+  CHECK(defaults.routing.rebalance);
+
+  CHECK(error_of(R"({"routing": {"min_share": 0.3, "max_share": 0.2}})") ==
+        "test.json: $.routing.min_share: must not exceed max_share");
+  CHECK(error_of(R"({"routing": {"domain_max_share": {"medical": 2}}})") ==
+        "test.json: $.routing.domain_max_share.medical: must be between 0.01 and 1.0");
+  CHECK(error_of(R"({"routing": {"max_shares": 0.5}})") == "test.json: $.routing.max_shares: unknown key");
+  CHECK(error_of(R"({"routing": {"team_max_share": []}})") ==
+        "test.json: $.routing.team_max_share: expected an object, got array");
+}
