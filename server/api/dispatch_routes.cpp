@@ -116,7 +116,10 @@ http::Response routing_log(db::ConnectionPool& pool, http::Request& request, con
     entry["decision"] = d.decision;
     decisions.push_back(std::move(entry));
   }
-  nlohmann::json body = {{"job_id", job_id}, {"decisions", decisions}};
+  nlohmann::json body = {{"job_id", job_id},
+                         {"total", page.total},
+                         {"cap_unsatisfiable", page.cap_unsatisfiable},
+                         {"decisions", decisions}};
   body["next_cursor"] = page.next_before ? nlohmann::json(std::to_string(*page.next_before)) : nlohmann::json(nullptr);
   return http::Response::json(200, body.dump());
 }

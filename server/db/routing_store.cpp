@@ -184,6 +184,12 @@ DecisionPage list_routing_decisions(pqxx::connection& c, std::int64_t team_id, c
   auto job = tx.exec_params("SELECT 1 FROM jobs WHERE id = $1::uuid AND team_id = $2", job_id, team_id);
   if (job.empty()) return page;
   page.job_found = true;
+  auto counts = tx.exec_params1(
+      "SELECT count(*), count(*) FILTER (WHERE decision->>'cap_unsatisfiable' = 'true') FROM routing_decisions "
+      "WHERE job_id = $1::uuid",
+      job_id);
+  page.total = counts[0].as<std::int64_t>();
+  page.cap_unsatisfiable = counts[1].as<std::int64_t>();
   auto rows = tx.exec_params(
       "SELECT id, kind, items, decision::text, "
       "  to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "

@@ -105,6 +105,8 @@ struct DecisionPage {
   bool job_found = false;
   std::vector<LoggedDecision> decisions;  // newest first
   std::optional<std::int64_t> next_before;  // cursor: pass as `before` for the next page
+  std::int64_t total = 0;              // the job's decisions, all pages
+  std::int64_t cap_unsatisfiable = 0;  // of which routed to a lone eligible vendor over the cap
 };
 // The team's job's decisions with id < before (all when nullopt), newest first.
 DecisionPage list_routing_decisions(pqxx::connection& c, std::int64_t team_id, const std::string& job_id,

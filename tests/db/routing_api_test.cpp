@@ -89,12 +89,15 @@ TEST_CASE("routing api: a job's decision log is its team's, newest first, a page
   const std::string id = json::parse(created.body)["id"];
   for (int i = 1; i <= 3; ++i)
     api.exec("INSERT INTO routing_decisions (job_id, kind, items, decision) VALUES ('" + id + "', 'plan', " +
-             std::to_string(i) + ", '{\"n\": " + std::to_string(i) + "}')");
+             std::to_string(i) + ", '{\"n\": " + std::to_string(i) + ", \"cap_unsatisfiable\": " +
+             (i == 2 ? "true" : "false") + "}')");
 
   auto page = api.get("/v1/jobs/" + id + "/routing?limit=2", api.viewer);
   REQUIRE(page.status == 200);
   auto body = json::parse(page.body);
   REQUIRE(body["decisions"].size() == 2);
+  CHECK(body["total"] == 3);
+  CHECK(body["cap_unsatisfiable"] == 1);
   CHECK(body["decisions"][0]["decision"]["n"] == 3);
   CHECK(body["decisions"][0]["kind"] == "plan");
   CHECK(body["decisions"][0]["items"] == 3);
