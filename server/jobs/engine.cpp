@@ -365,6 +365,7 @@ std::optional<db::MoveResult> Dispatch::rebalance() {
   const auto jobs = with_retry(pool_, [&](auto& c) { return db::jobs_with_unstarted_units(c, 200); });
   std::vector<db::MoveOrder> orders;
   std::map<std::string, db::RoutingSnapshot> seen;  // one read per scope and team per pass
+  std::map<std::string, std::int64_t> excess_left;   // domain/vendor -> judgments over its cap
   for (const auto& job : jobs) {
     const auto key = facts_key(job);
     auto it = seen.find(key);
@@ -393,11 +394,15 @@ std::optional<db::MoveResult> Dispatch::rebalance() {
         continue;
       db::MoveOrder order{vf[i].id, job.id, std::nullopt, routing::to_string(r), routing_config_.rebalance_max_units};
       if (r == Removal::over_share_cap) {
-        // Only the excess over the cap, or the move itself would push the vendor under its floor.
+        // Only the excess over the cap, shared by the domain's jobs, or the moves themselves would
+        // push the vendor under its floor.
         const double cap = router_.options().max_share_for(job.domain, jf.team_max_share);
-        const auto excess = vf[i].window_judgments - static_cast<std::int64_t>(cap * static_cast<double>(window_total));
-        if (excess <= 0) continue;
-        order.max_units = static_cast<std::size_t>(excess);
+        auto [excess, fresh] = excess_left.try_emplace(
+            job.domain + "/" + vf[i].id,
+            vf[i].window_judgments - static_cast<std::int64_t>(cap * static_cast<double>(window_total)));
+        if (excess->second <= 0) continue;
+        order.max_units = static_cast<std::size_t>(excess->second);
+        excess->second = 0;
       }
       orders.push_back(std::move(order));
     }
