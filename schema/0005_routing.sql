@@ -56,6 +56,10 @@ CREATE TABLE routing_decisions (
 );
 CREATE INDEX routing_decisions_job_idx ON routing_decisions (job_id, id DESC);
 
+-- A job none of whose vendors can take work for the moment (all broken, at capacity, capped...)
+-- is planned again after this time instead of its items ending unlabeled.
+ALTER TABLE jobs ADD COLUMN plan_not_before timestamptz;
+
 -- Why a unit is being canceled at its vendor so its item can go elsewhere (rebalancer); NULL for a
 -- job's own cancel.
 ALTER TABLE assignments ADD COLUMN move_reason text;

@@ -671,6 +671,7 @@ bool plan_next_chunk(pqxx::connection& c, const PlanOptions& options, const Plan
   auto picked = tx.exec_params(
       std::string("SELECT ") + kJobColumns +
           ", coalesce(j.plan_cursor, '') FROM jobs j WHERE j.status IN ('queued', 'running') AND j.planned_at IS NULL "
+          "AND (j.plan_not_before IS NULL OR j.plan_not_before <= now()) "
           "AND (SELECT count(*) FROM (SELECT 1 FROM assignments a WHERE a.job_id = j.id AND a.state = 'queued' "
           "                           AND a.batch_id IS NULL LIMIT $1) q) < $1 "
           "ORDER BY j.created_at LIMIT 1 FOR UPDATE OF j SKIP LOCKED",
@@ -702,6 +703,22 @@ bool plan_next_chunk(pqxx::connection& c, const PlanOptions& options, const Plan
     facts_of.window = options.window;
     const auto facts = load_routing_snapshot(tx, facts_of);
     auto planned = plan(job, item_ids, facts);
+    if (planned.wait) {
+      RoutingWrite logged = std::move(planned.routing);
+      logged.job_id = job.id;
+      logged.kind = "plan";
+      logged.items = 0;
+      logged.counters.clear();
+      logged.judgments.clear();
+      if (!logged.decision.is_null()) logged.decision["waiting_ms"] = planned.wait->count();
+      save_routing(tx, logged);
+      tx.exec_params0(
+          "UPDATE jobs SET status = 'running', started_at = coalesce(started_at, now()), updated_at = now(), "
+          "  plan_not_before = now() + $2::double precision * interval '1 millisecond' WHERE id = $1",
+          job.id, static_cast<double>(planned.wait->count()));
+      tx.commit();
+      return true;
+    }
     json assignments = json::array();
     std::set<ItemKey> unroutable;
     auto& routing = planned.routing;
@@ -1104,13 +1121,18 @@ std::optional<MoveResult> rebalance_units(pqxx::connection& c, const std::vector
   prefer_key_lookups(tx);
   if (!tx.exec("SELECT pg_try_advisory_xact_lock(hashtext('labelbroker.rebalancer'))")[0][0].as<bool>())
     return std::nullopt;
-  MoveResult result;
-  std::set<ItemKey> moved;
-  std::vector<RoutingWrite> decisions;
-  std::map<std::string, std::map<std::string, std::int64_t>> given_back;  // domain -> vendor -> judgments
-  for (const auto& order : orders) {
-    const auto left = static_cast<long>(
-        std::min(order.max_units, max_units - std::min(max_units, result.moved + result.cancel_requested)));
+  struct MovedUnit {
+    std::string id;
+    ItemKey item;
+    std::string domain;
+    std::size_t order;
+  };
+  std::vector<MovedUnit> units;
+  std::vector<std::size_t> flagged_per_order(orders.size(), 0);
+  std::size_t taken = 0;
+  for (std::size_t o = 0; o < orders.size(); ++o) {
+    const auto& order = orders[o];
+    const auto left = static_cast<long>(std::min(order.max_units, max_units - std::min(max_units, taken)));
     if (left == 0) continue;
     // The units' selection: this vendor's, of running jobs, optionally one job or one domain.
     const std::string scope =
@@ -1123,34 +1145,45 @@ std::optional<MoveResult> rebalance_units(pqxx::connection& c, const std::vector
             "LIMIT $4 FOR UPDATE SKIP LOCKED) "
             "UPDATE assignments a SET state = 'failed', error_class = 'moved', last_error = $5, move_reason = $5 "
             "FROM m WHERE a.id = m.id "
-            "RETURNING a.job_id::text, a.item_id, (SELECT domain FROM jobs WHERE id = a.job_id)",
+            "RETURNING a.id::text, a.job_id::text, a.item_id, (SELECT domain FROM jobs WHERE id = a.job_id)",
         order.vendor_id, order.job_id, order.domain, left, "moved by the rebalancer: " + order.reason);
-    for (const auto& r : rows) {
-      moved.insert({r[0].as<std::string>(), r[1].as<std::string>()});
-      --given_back[r[2].as<std::string>()][order.vendor_id];
-    }
-    result.moved += rows.size();
+    for (const auto& r : rows)
+      units.push_back({r[0].as<std::string>(), {r[1].as<std::string>(), r[2].as<std::string>()},
+                       r[3].as<std::string>(), o});
     const auto still = left - static_cast<long>(rows.size());
+    taken += rows.size();
     if (still <= 0) continue;
     auto flagged = tx.exec_params(
         "WITH m AS (SELECT a.id FROM assignments a WHERE " + scope +
             "AND a.state = 'submitted' AND a.cancel_requested_at IS NULL LIMIT $4 FOR UPDATE SKIP LOCKED) "
             "UPDATE assignments a SET cancel_requested_at = now(), move_reason = $5 FROM m WHERE a.id = m.id",
         order.vendor_id, order.job_id, order.domain, still, order.reason);
-    result.cancel_requested += flagged.affected_rows();
-    if (order.job_id && (!rows.empty() || flagged.affected_rows() > 0)) {
-      RoutingWrite logged;
-      logged.job_id = *order.job_id;
-      logged.kind = "rebalance";
-      logged.items = static_cast<int>(rows.size() + flagged.affected_rows());
-      logged.decision = {{"vendor", order.vendor_id},
-                         {"reason", order.reason},
-                         {"moved_now", rows.size()},
-                         {"cancel_requested", flagged.affected_rows()}};
-      decisions.push_back(std::move(logged));
-    }
+    flagged_per_order[o] = flagged.affected_rows();
+    taken += flagged.affected_rows();
   }
-  for (const auto& logged : decisions) save_routing(tx, logged);
+
+  // Items no other vendor can take now stay where they were: a move must never leave an item
+  // without a vendor (the caller only orders moves when another vendor is eligible, but this item
+  // may already have used it).
+  std::set<ItemKey> moved;
+  for (const auto& u : units) moved.insert(u.item);
+  const auto rerouted = reroute_items(tx, moved, rules);
+  std::vector<std::string> stay;
+  std::vector<std::size_t> moved_per_order(orders.size(), 0);
+  std::map<std::string, std::map<std::string, std::int64_t>> given_back;  // domain -> vendor -> judgments
+  for (const auto& u : units) {
+    if (!rerouted.count(u.item)) {
+      stay.push_back(u.id);
+      continue;
+    }
+    ++moved_per_order[u.order];
+    --given_back[u.domain][orders[u.order].vendor_id];
+  }
+  if (!stay.empty())
+    tx.exec_params0(
+        "UPDATE assignments SET state = 'queued', error_class = NULL, last_error = NULL, move_reason = NULL "
+        "WHERE id IN (SELECT value::uuid FROM jsonb_array_elements_text($1::jsonb))",
+        strings_param(stay));
   // The window counted these judgments when they were planned; they are not the vendor's now.
   for (auto& [domain, judgments] : given_back) {
     RoutingWrite counted;
@@ -1158,8 +1191,21 @@ std::optional<MoveResult> rebalance_units(pqxx::connection& c, const std::vector
     counted.judgments = std::move(judgments);
     save_routing(tx, counted);
   }
-  reroute_items(tx, moved, rules);
-  finalize_items(tx, moved, rules, false);
+  MoveResult result;
+  for (std::size_t o = 0; o < orders.size(); ++o) {
+    result.moved += moved_per_order[o];
+    result.cancel_requested += flagged_per_order[o];
+    if (!orders[o].job_id || (moved_per_order[o] == 0 && flagged_per_order[o] == 0)) continue;
+    RoutingWrite logged;
+    logged.job_id = *orders[o].job_id;
+    logged.kind = "rebalance";
+    logged.items = static_cast<int>(moved_per_order[o] + flagged_per_order[o]);
+    logged.decision = {{"vendor", orders[o].vendor_id},
+                       {"reason", orders[o].reason},
+                       {"moved_now", moved_per_order[o]},
+                       {"cancel_requested", flagged_per_order[o]}};
+    save_routing(tx, logged);
+  }
   tx.commit();
   return result;
 }

@@ -54,6 +54,9 @@ struct PlannedItem {
 struct PlannedChunk {
   std::vector<PlannedItem> items;
   RoutingWrite routing;  // job_id, scope, domain and judgments are filled in by plan_next_chunk
+  // Set: nothing is planned now (no vendor can take the items for the moment); the job's planning
+  // resumes after this long, and the decision is still logged.
+  std::optional<std::chrono::milliseconds> wait;
 };
 
 // Chooses vendors for a chunk of items from the routing facts of the job's scope; called inside

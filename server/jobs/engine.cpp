@@ -205,6 +205,9 @@ std::mt19937_64& thread_rng() {
   return rng;
 }
 
+// How long a chunk that no vendor can take now waits before it is routed again.
+constexpr std::chrono::milliseconds kPlanRetry{2000};
+
 double rounded(double x, double unit = 1e-4) { return std::round(x / unit) * unit; }
 
 // The decision as the log and GET /v1/jobs/{id}/routing show it.
@@ -327,6 +330,18 @@ db::PlannedChunk Dispatch::plan(const db::DispatchJob& job, const std::vector<st
   }
   chunk.routing.counters = std::move(counters);
   chunk.routing.decision = decision_json(result.decision, vf, result.removals, routing::counter_scope(jf));
+  // No vendor can take the items now. If that may pass (a breaker, capacity, a spend cap, an
+  // admin's drain, a quality floor whose evidence fades), the chunk waits and is routed again
+  // later; only vendors that can never take the job (capabilities, allow and deny lists) make its
+  // items end unlabeled at once.
+  const bool none_eligible = std::none_of(result.removals.begin(), result.removals.end(),
+                                          [](routing::Removal r) { return r == routing::Removal::none; });
+  const bool may_pass = std::any_of(result.removals.begin(), result.removals.end(), [](routing::Removal r) {
+    using routing::Removal;
+    return r != Removal::capability && r != Removal::job_allow_list && r != Removal::job_deny_list &&
+           r != Removal::team_deny_list;
+  });
+  if (none_eligible && may_pass) chunk.wait = kPlanRetry;
   return chunk;
 }
 
@@ -381,6 +396,11 @@ std::optional<db::MoveResult> Dispatch::rebalance() {
     const auto jf = job_facts(job, it->second);
     const auto vf = vendor_facts(job, it->second);
     const auto verdicts = router_.filter(jf, vf);
+    // Moving work needs somewhere to go: with no vendor eligible for the job (an outage of its
+    // only vendor, say) the work waits where it is.
+    if (std::none_of(verdicts.begin(), verdicts.end(),
+                     [](const routing::Verdict& v) { return v.removal == routing::Removal::none; }))
+      continue;
     std::int64_t window_total = 0;
     for (const auto& f : vf) window_total += f.window_judgments;
     for (std::size_t i = 0; i < vf.size(); ++i) {

@@ -208,4 +208,14 @@ TEST_CASE("routing store: the rebalancer moves never-sent units now and sent one
                         .as<std::string>();
   db::record_cancel_outcomes(c, {unit}, {}, rules);
   CHECK(count(c, "SELECT count(*) FROM assignments WHERE job_id = '" + other_job + "'") == 1);
+
+  // A unit no other vendor can take is not moved: it stays queued where it was.
+  const auto lone = make_job(c, 1);
+  REQUIRE(db::plan_next_chunk(c, options, plan_to("scale")));
+  const auto stuck = db::rebalance_units(c, {{"scale", lone, std::nullopt, "breaker_open"}}, 100, rules_rerouting_to("scale"));
+  REQUIRE(stuck);
+  CHECK(stuck->moved == 0);
+  CHECK(count(c, "SELECT count(*) FROM assignments WHERE job_id = '" + lone + "' AND state = 'queued' AND "
+                 "error_class IS NULL AND move_reason IS NULL") == 1);
+  CHECK(count(c, "SELECT count(*) FROM routing_decisions WHERE kind = 'rebalance' AND job_id = '" + lone + "'") == 0);
 }
