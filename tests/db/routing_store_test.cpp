@@ -153,6 +153,8 @@ TEST_CASE("routing store: the rebalancer moves never-sent units now and sent one
     pqxx::connection other(scratch.url());
     pqxx::nontransaction(other).exec("SELECT pg_advisory_lock(hashtext('labelbroker.rebalancer'))");
     CHECK_FALSE(db::rebalance_units(c, orders, 100, rules));
+    // Released here, not by closing: a closed session's locks go only when its backend has exited.
+    pqxx::nontransaction(other).exec("SELECT pg_advisory_unlock(hashtext('labelbroker.rebalancer'))");
   }
 
   const auto result = db::rebalance_units(c, orders, 100, rules);
