@@ -278,14 +278,21 @@ routing::JobFacts Dispatch::job_facts(const db::DispatchJob& job, const db::Rout
   j.team_monthly_spend_micros = facts.team_monthly_spend_micros;
   if (auto it = routing_config_.team_max_share.find(facts.team_name); it != routing_config_.team_max_share.end())
     j.team_max_share = it->second;
+  j.seconds_to_deadline = std::chrono::duration<double>(job.deadline - Clock::now()).count();
   return j;
 }
 
 std::vector<routing::VendorFacts> Dispatch::vendor_facts(const db::DispatchJob& job,
                                                          const db::RoutingSnapshot& facts) const {
   auto out = book_.facts();
+  std::map<std::string, double> latency;
+  {
+    std::lock_guard lock(facts_mutex_);
+    latency = median_latency_s_;
+  }
   for (auto& f : out) {
     f.cost_micros = quote(job, f.id);
+    if (auto l = latency.find(f.id); l != latency.end()) f.median_latency_s = l->second;
     auto it = facts.vendors.find(f.id);
     if (it == facts.vendors.end()) continue;
     f.in_flight = it->second.outstanding;
@@ -377,6 +384,7 @@ std::optional<db::RerouteChoice> Dispatch::reroute(const db::DispatchJob& job, c
 }
 
 std::optional<db::MoveResult> Dispatch::rebalance() {
+  refresh_latencies();
   const auto jobs = with_retry(pool_, [&](auto& c) { return db::jobs_with_unstarted_units(c, 200); });
   std::vector<db::MoveOrder> orders;
   std::map<std::string, db::RoutingSnapshot> seen;  // one read per scope and team per pass
@@ -410,7 +418,7 @@ std::optional<db::MoveResult> Dispatch::rebalance() {
       // intake (and nothing was planned there).
       if (r != Removal::job_deny_list && r != Removal::team_deny_list && r != Removal::disabled &&
           r != Removal::drained && r != Removal::breaker_open && r != Removal::below_quality_floor &&
-          r != Removal::over_share_cap)
+          r != Removal::over_share_cap && r != Removal::late_for_deadline)
         continue;
       db::MoveOrder order{vf[i].id, job.id, std::nullopt, routing::to_string(r), routing_config_.rebalance_max_units};
       if (r == Removal::over_share_cap) {
@@ -430,6 +438,17 @@ std::optional<db::MoveResult> Dispatch::rebalance() {
   if (orders.empty()) return db::MoveResult{};
   auto r = rules();
   return with_retry(pool_, [&](auto& c) { return db::rebalance_units(c, orders, routing_config_.rebalance_max_units, r); });
+}
+
+void Dispatch::refresh_latencies() {
+  db::RollupFilter filter;
+  filter.window_hours = 24;
+  const auto totals = with_retry(pool_, [&](auto& c) { return db::load_rollups(c, filter); });
+  std::map<std::string, double> latency;
+  for (const auto& v : totals.vendors)
+    if (auto ms = v.latency.quantile(0.5)) latency[v.vendor_id] = *ms / 1000.0;
+  std::lock_guard lock(facts_mutex_);
+  median_latency_s_ = std::move(latency);
 }
 
 db::VendorSetting Dispatch::set_vendor(const std::string& vendor_id, std::optional<bool> enabled,

@@ -125,6 +125,8 @@ class Dispatch {
   db::RoutingSnapshot cached_facts(const db::DispatchJob& job) const;
   void remember_facts(const db::DispatchJob& job, const db::RoutingSnapshot& facts);
   std::optional<db::RerouteChoice> reroute(const db::DispatchJob& job, const std::vector<std::string>& used);
+  // Each vendor's median time to an answer over the last 24 h (quality rollups), for deadlines.
+  void refresh_latencies();
   void write_results();
 
   struct PendingResults;
@@ -138,6 +140,7 @@ class Dispatch {
   mutable std::mutex facts_mutex_;
   std::map<std::string, db::RoutingSnapshot> facts_;      // by scope + team
   std::map<std::string, routing::CounterBook> reroute_counters_;  // by scope, this process's
+  std::map<std::string, double> median_latency_s_;  // by vendor, last 24 h; refreshed by rebalance()
 
   std::mutex ingest_mutex_;
   std::condition_variable ingest_ready_;

@@ -20,6 +20,7 @@ const char* to_string(Removal removal) {
     case Removal::drained: return "drained";
     case Removal::breaker_open: return "breaker_open";
     case Removal::at_capacity: return "at_capacity";
+    case Removal::late_for_deadline: return "late_for_deadline";
     case Removal::vendor_spend_cap: return "vendor_spend_cap";
     case Removal::team_spend_cap: return "team_spend_cap";
     case Removal::below_quality_floor: return "below_quality_floor";
@@ -108,6 +109,9 @@ std::vector<Verdict> Router::filter(const JobFacts& job, const std::vector<Vendo
     else if (v.max_in_flight > 0 && v.in_flight >= v.max_in_flight)
       remove(Removal::at_capacity, std::to_string(v.in_flight) + " of " + std::to_string(v.max_in_flight) +
                                        " units in flight");
+    else if (v.median_latency_s && job.seconds_to_deadline && *v.median_latency_s > *job.seconds_to_deadline)
+      remove(Removal::late_for_deadline, "median answer in " + fixed(*v.median_latency_s, 0) + " s, " +
+                                             fixed(std::max(*job.seconds_to_deadline, 0.0), 0) + " s left");
     else if (v.monthly_cap_micros && v.monthly_spend_micros + v.cost_micros > *v.monthly_cap_micros)
       remove(Removal::vendor_spend_cap, "monthly spend " + std::to_string(v.monthly_spend_micros) + " of cap " +
                                             std::to_string(*v.monthly_cap_micros) + " micro-USD");

@@ -11,6 +11,7 @@
 //       drained             its weight is 0: no new work
 //       breaker_open        its circuit breaker is open (or half-open with the probe taken)
 //       at_capacity         its units in flight reached its in-flight limit
+//       late_for_deadline   its median time to an answer is longer than the job has left
 //       vendor_spend_cap    its spend this month reached its monthly cap
 //       team_spend_cap      the team's spend this month reached the team's monthly cap
 //       below_quality_floor the upper end of its credible interval is below min_vendor_accuracy
@@ -49,6 +50,7 @@ enum class Removal {
   drained,
   breaker_open,
   at_capacity,
+  late_for_deadline,
   vendor_spend_cap,
   team_spend_cap,
   below_quality_floor,
@@ -72,6 +74,7 @@ struct VendorFacts {
   // Gold evidence for this job's domain and task type (possibly discounted, hence fractional).
   double gold_correct = 0;
   double gold_n = 0;
+  std::optional<double> median_latency_s;  // its recent median time from send to answer; unknown: nullopt
   double evidence_age_hours = 0;      // since its last gold answer in this scope
   std::int64_t window_judgments = 0;  // its judgments in this domain in the sliding window
 };
@@ -92,6 +95,7 @@ struct JobFacts {
   std::optional<std::int64_t> team_monthly_cap_micros;
   std::int64_t team_monthly_spend_micros = 0;
   std::optional<double> team_max_share;  // the team's own cap on any vendor's share, if it set one
+  std::optional<double> seconds_to_deadline;  // time the job has left; nullopt: no deadline check
 };
 
 struct RoutingOptions {

@@ -92,6 +92,22 @@ TEST_CASE("each filter removes a vendor with its own reason, in the documented o
   CHECK(router.filter(j, v)[0].removal == Removal::team_spend_cap);
 }
 
+TEST_CASE("a vendor too slow for the time a job has left is late for its deadline", "[unit][routing-policy]") {
+  routing::Router router;
+  auto j = job();
+  auto slow = vendor("slow");
+  slow.median_latency_s = 600;
+  auto quick = vendor("quick");
+  quick.median_latency_s = 30;
+  auto unknown = vendor("unknown");  // no answers yet: nothing says it is slow
+  CHECK(removals(router.filter(j, {slow, quick, unknown})) ==
+        std::vector<Removal>{Removal::none, Removal::none, Removal::none});  // no deadline given
+  j.seconds_to_deadline = 300;
+  const auto verdicts = router.filter(j, {slow, quick, unknown});
+  CHECK(removals(verdicts) == std::vector<Removal>{Removal::late_for_deadline, Removal::none, Removal::none});
+  CHECK(verdicts[0].detail == "median answer in 600 s, 300 s left");
+}
+
 TEST_CASE("the quality floor keeps a vendor while its evidence is thin", "[unit][routing-policy]") {
   routing::Router router;
   auto j = job();
