@@ -94,19 +94,19 @@ http::Response routing_log(db::ConnectionPool& pool, http::Request& request, con
   if (auto text = request.query_param("limit")) {
     const auto n = positive_integer(*text);
     if (!n || *n > 500)
-      return http::problem(400, "invalid-query", "Invalid query", "limit must be an integer from 1 to 500");
+      return http::problem(400, "bad-query", "Bad query", "limit must be an integer from 1 to 500");
     limit = static_cast<int>(*n);
   }
   std::optional<std::int64_t> before;
   if (auto text = request.query_param("cursor")) {
     const auto n = positive_integer(*text);
     if (!n)
-      return http::problem(400, "invalid-query", "Invalid query", "cursor must be a next_cursor of an earlier page");
+      return http::problem(400, "bad-query", "Bad query", "cursor must be a next_cursor of an earlier page");
     before = *n;
   }
   for (const auto& [key, value] : request.query)
     if (key != "limit" && key != "cursor")
-      return http::problem(400, "invalid-query", "Invalid query", "unknown query parameter \"" + key + "\" (limit, cursor)");
+      return http::problem(400, "bad-query", "Bad query", "unknown query parameter \"" + key + "\" (limit, cursor)");
   const auto page = pool.run(
       [&](pqxx::connection& c) { return db::list_routing_decisions(c, caller.team_id, job_id, before, limit); });
   if (!page.job_found) return http::problem(404, "not-found", "Not found", "no job with this id");

@@ -113,7 +113,9 @@ TEST_CASE("routing api: a job's decision log is its team's, newest first, a page
   CHECK(api.get("/v1/jobs/" + id + "/routing", api.other_team).status == 404);
   CHECK(api.get("/v1/jobs/00000000-0000-0000-0000-000000000000/routing", api.viewer).status == 404);
   CHECK(api.get("/v1/jobs/not-a-uuid/routing", api.viewer).status == 404);
-  CHECK(api.get("/v1/jobs/" + id + "/routing?limit=0", api.viewer).status == 400);
+  const auto bad_limit = api.get("/v1/jobs/" + id + "/routing?limit=0", api.viewer);
+  CHECK(bad_limit.status == 400);
+  CHECK(problem_type(bad_limit) == "/problems/bad-query");
   CHECK(api.get("/v1/jobs/" + id + "/routing?limit=501", api.viewer).status == 400);
   CHECK(api.get("/v1/jobs/" + id + "/routing?cursor=abc", api.viewer).status == 400);
   CHECK(api.get("/v1/jobs/" + id + "/routing?sort=asc", api.viewer).status == 400);

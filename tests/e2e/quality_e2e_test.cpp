@@ -96,18 +96,6 @@ bool wait_for_count(const std::string& db_url, const std::string& sql, const std
   return false;
 }
 
-json with_gold(json job, int gold_items) {
-  json gold = json::array();
-  for (int i = 0; i < gold_items; ++i) {
-    const auto& label = kLabels[i % kLabels.size()];
-    gold.push_back({{"id", "gold-" + std::to_string(i)},
-                    {"data", {{"text", "known note " + std::to_string(i)}, {"_truth", label}}},
-                    {"answer", label}});
-  }
-  job["gold"] = gold;
-  return job;
-}
-
 std::int64_t sim_charged(Fleet& fleet, const std::vector<std::string>& vendors) {
   auto stats = fleet.sim_stats();
   std::int64_t total = 0;

@@ -78,18 +78,6 @@ std::string breaker_state(Fleet& fleet, std::uint16_t port, const std::string& v
 // Real (not gold) work of a job.
 const std::string kReal = "JOIN job_items i USING (job_id, item_id) WHERE a.job_id = $1 AND i.gold_answer IS NULL ";
 
-json with_gold(json job, int gold_items) {
-  json gold = json::array();
-  for (int i = 0; i < gold_items; ++i) {
-    const auto& label = kLabels[i % kLabels.size()];
-    gold.push_back({{"id", "gold-" + std::to_string(i)},
-                    {"data", {{"text", "known note " + std::to_string(i)}, {"_truth", label}}},
-                    {"answer", label}});
-  }
-  job["gold"] = gold;
-  return job;
-}
-
 // A vendor's share of a domain's judgments in GET /v1/concentration (-1: domain not there yet).
 double concentration_share(Fleet& fleet, std::uint16_t port, const std::string& domain, const std::string& vendor,
                            long* items = nullptr) {

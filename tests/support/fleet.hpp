@@ -33,6 +33,20 @@ inline const std::string kBroker = LABELBROKER_BINARY;
 inline const std::string kVendorSim = std::string(LABELBROKER_BINARY).substr(0, std::string(LABELBROKER_BINARY).rfind('/')) + "/vendor-sim";
 inline const std::vector<std::string> kLabels = {"urgent", "routine", "not_medical"};
 
+// `job` with `gold_items` gold items whose answers cycle through kLabels (vendor-sim reads the
+// truth from "_truth").
+inline json with_gold(json job, int gold_items) {
+  json gold = json::array();
+  for (int i = 0; i < gold_items; ++i) {
+    const auto& label = kLabels[i % kLabels.size()];
+    gold.push_back({{"id", "gold-" + std::to_string(i)},
+                    {"data", {{"text", "known note " + std::to_string(i)}, {"_truth", label}}},
+                    {"answer", label}});
+  }
+  job["gold"] = gold;
+  return job;
+}
+
 // The simulated fleet: quick work, known accuracies, no faults. Mercor's experts have room for
 // thousands of one-minute items a week.
 inline json fleet_scenario() {
