@@ -1,5 +1,6 @@
 #include "api/routes.hpp"
 
+#include "api/dataset_routes.hpp"
 #include "api/dispatch_routes.hpp"
 #include "api/errors.hpp"
 #include "api/gold_routes.hpp"
@@ -18,6 +19,7 @@ void register_api(http::Router& router, const ApiDependencies& deps) {
   register_job_routes(router, deps.pool, deps.vendors, deps.jobs);
   register_gold_routes(router, deps.pool, deps.jobs);
   register_dispatch_routes(router, deps.pool, deps.dispatch);
+  register_dataset_routes(router, deps.pool);
 }
 
 }  // namespace labelbroker::api

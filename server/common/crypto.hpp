@@ -9,6 +9,21 @@ namespace labelbroker::common {
 // Lower-case hex SHA-256 of the bytes.
 std::string sha256_hex(std::string_view data);
 
+// SHA-256 of bytes that arrive in pieces (a file streamed a chunk at a time).
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  void update(std::string_view data);
+  // Lower-case hex digest of everything updated so far; the hasher is spent afterwards.
+  std::string hex();
+
+ private:
+  void* context_;  // EVP_MD_CTX, kept out of this header
+};
+
 // Lower-case hex HMAC-SHA256(key, data).
 std::string hmac_sha256_hex(std::string_view key, std::string_view data);
 

@@ -10,6 +10,7 @@
 #include "common/log.hpp"
 #include "common/money.hpp"
 #include "common/time.hpp"
+#include "db/dataset_store.hpp"
 #include "db/errors.hpp"
 #include "db/quality_store.hpp"
 #include "jobs/aggregate.hpp"
@@ -583,6 +584,7 @@ void Engine::start() {
   threads_.emplace_back([this] { run_canceller(); });
   threads_.emplace_back([this] { run_maintenance(); });
   if (dispatch_.routing().rebalance) threads_.emplace_back([this] { run_rebalancer(); });
+  threads_.emplace_back([this] { run_dataset_builder(); });
   if (webhooks_) threads_.emplace_back([this] { run_webhooks(); });
   log::info("dispatch started", {{"owner", owner_}, {"threads", threads_.size()}});
 }
@@ -843,6 +845,19 @@ void Engine::run_rebalancer() {
                   {{"moved", result->moved}, {"cancel_requested", result->cancel_requested}});
     });
     if (!pause(dispatch_.routing().rebalance_interval)) return;
+  }
+}
+
+// Materialises dataset versions (POST /v1/datasets) one at a time; versions are claimed, so any
+// number of processes build side by side.
+void Engine::run_dataset_builder() {
+  while (!stopping_) {
+    bool built = false;
+    guarded("dataset build", [&] {
+      built = with_retry(dispatch_.pool(), [](auto& c) { return db::build_next_dataset_version(c); });
+      if (built) log::info("dataset version built");
+    });
+    if (!built && !pause(options_.idle_wait)) return;
   }
 }
 

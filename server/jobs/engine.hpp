@@ -9,7 +9,9 @@
 //   poller       asks vendors about units whose callback has not come;
 //   canceller    cancels flagged units at their vendors;
 //   maintenance  takes over expired leases, ends jobs at their deadline, ends finished jobs;
-//   webhooks     delivers job events from the outbox.
+//   webhooks     delivers job events from the outbox;
+//   rebalancer   moves unstarted work off vendors routing no longer uses;
+//   datasets     materialises dataset versions.
 // Every step is claimed in PostgreSQL, so several broker processes share the work and a killed one
 // loses nothing: its leases expire and another process re-sends its batches, which the vendors
 // treat idempotently (same assignment ids, same batches).
@@ -169,6 +171,7 @@ class Engine {
   void run_maintenance();
   void run_webhooks();
   void run_rebalancer();
+  void run_dataset_builder();
   void send_batch(vendors::VendorAdapter& adapter, db::ClaimedBatch& batch, std::mt19937_64& rng);
   // Sleeps up to `d`, returning early (false) when stopping.
   bool pause(std::chrono::milliseconds d);

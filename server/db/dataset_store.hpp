@@ -1,0 +1,56 @@
+#pragma once
+// Datasets in PostgreSQL (schema/0006_datasets.sql): versions created by a team from its completed
+// jobs, materialised by a builder into immutable JSONL lines, and their manifests.
+//
+// A version's bytes are its lines in `seq` order, each followed by "\n". Lines are built in SQL
+// from jsonb, whose text form has one key order for equal values, so a version hashes the same
+// whenever it is read.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <pqxx/connection>
+
+namespace labelbroker::db {
+
+struct DatasetRequest {
+  std::string name;
+  std::vector<std::string> jobs;  // UUIDs, in the order their items appear
+  double min_confidence = 0;
+  std::vector<std::string> include;  // "judgments", "provenance"
+  std::optional<std::string> idempotency_key;
+  std::string request_sha256;
+};
+
+enum class DatasetCreate { created, replayed, key_reused, invalid_jobs };
+
+struct DatasetCreateResult {
+  DatasetCreate outcome = DatasetCreate::created;
+  int version = 0;
+  std::string status;  // of the version (created or replayed)
+  // invalid_jobs: per offending index of `jobs`, why ("no job with this id", "job is running ...").
+  std::vector<std::pair<std::size_t, std::string>> job_errors;
+};
+
+// Checks that every job is the team's and completed, then creates the next version of the
+// team's dataset `name` (the dataset too, if new) as `building`, all in one transaction. The
+// same Idempotency-Key with the same request replays the version; with another request it is
+// refused.
+DatasetCreateResult create_dataset_version(pqxx::connection& c, std::int64_t team_id, const DatasetRequest& request);
+
+// Claims one building version (SKIP LOCKED) and materialises it: its lines, counts, label counts,
+// vendor mix, bytes and sha256, then `ready`. Returns whether there was one.
+bool build_next_dataset_version(pqxx::connection& c);
+
+// version: a number, or "latest" (the newest ready one). nullopt: no such dataset or version for
+// the team (another team's look the same).
+std::optional<nlohmann::json> load_dataset_manifest(pqxx::connection& c, std::int64_t team_id,
+                                                   const std::string& name, const std::string& version);
+
+// The team's datasets with their versions: [{name, created_at, latest_ready, versions: [{version,
+// status, item_count, created_at}]}], by name.
+nlohmann::json list_datasets(pqxx::connection& c, std::int64_t team_id);
+
+}  // namespace labelbroker::db

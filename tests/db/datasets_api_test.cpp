@@ -1,0 +1,243 @@
+// Datasets (#7, first part) against a real PostgreSQL: creating versions from completed jobs,
+// building them (the builder's store call, as the engine's loop makes it), manifests, listing,
+// idempotency, immutability and deterministic bytes, roles and tenant isolation, bad input.
+#include <set>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+
+#include "common/crypto.hpp"
+#include "db/dataset_store.hpp"
+#include "support/api_fixture.hpp"
+
+using namespace labelbroker;
+using namespace labelbroker::testing;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr const char* kVendors = R"({"vendors": [
+  {"id": "scale", "kind": "scale", "base_url": "http://127.0.0.1:9/scale/v1",
+   "api_key": "k1", "callback_secret": "callback-secret-scale-0123",
+   "capabilities": {"task_types": ["classification"], "domains": ["general"], "expertise": ["general"]},
+   "prices": {"classification": "0.04", "preference": "0.06", "rating": "0.08"}},
+  {"id": "surge", "kind": "surge", "base_url": "http://127.0.0.1:9/surge/api",
+   "api_key": "k3", "callback_secret": "callback-secret-surge-0123",
+   "capabilities": {"task_types": ["classification"], "domains": ["general"], "expertise": ["general"]},
+   "payment_per_response": "0.15"}
+]})";
+
+class DatasetApi : public ApiFixture {
+ public:
+  DatasetApi() : ApiFixture(kVendors) {}
+
+  // A job of `items` items, then made `completed` as dispatch would leave it: item k labeled
+  // "a" or "b" with confidence k / items, judged by scale (and surge for even k); one item
+  // unlabeled, plus one gold item that must never be exported.
+  std::string completed_job(int items, const std::string& key) {
+    json body = {{"name", "j"},
+                 {"task_type", "classification"},
+                 {"domain", "general"},
+                 {"labels", {"a", "b"}},
+                 {"items", json::array()},
+                 {"gold", {{{"id", "g-1"}, {"data", {{"text", "gold"}}}, {"answer", "a"}}}},
+                 {"budget_usd", "10.00"},
+                 {"deadline", "2099-01-01T00:00:00Z"}};
+    for (int k = 1; k <= items + 1; ++k)
+      body["items"].push_back({{"id", "i-" + std::to_string(100 + k)}, {"data", {{"text", "note " + std::to_string(k)}}}});
+    auto created = post("/v1/jobs", body.dump(), key);
+    REQUIRE(created.status == 201);
+    const std::string id = json::parse(created.body)["id"];
+    pqxx::connection c(url());
+    pqxx::work tx(c);
+    for (int k = 1; k <= items; ++k) {
+      const std::string item = "i-" + std::to_string(100 + k);
+      tx.exec_params0("UPDATE job_items SET state = 'labeled', label = $3, confidence = $4, method = 'majority' "
+                      "WHERE job_id = $1 AND item_id = $2",
+                      id, item, k % 2 ? "a" : "b", static_cast<double>(k) / items);
+      for (const char* vendor : {"scale", "surge"}) {
+        if (std::string(vendor) == "surge" && k % 2) continue;
+        tx.exec_params0("INSERT INTO assignments (job_id, item_id, vendor_id, state, answer, worker_id) "
+                        "VALUES ($1, $2, $3, 'completed', $4, $5)",
+                        id, item, std::string(vendor), k % 2 ? "a" : "b", std::string(vendor) + "-w");
+      }
+    }
+    tx.exec_params0("UPDATE job_items SET state = 'unlabeled' WHERE job_id = $1 AND item_id = $2", id,
+                    "i-" + std::to_string(101 + items));
+    tx.exec_params0("UPDATE jobs SET status = 'completed' WHERE id = $1", id);
+    tx.commit();
+    return id;
+  }
+
+  void build_all() {
+    pqxx::connection c(url());
+    while (db::build_next_dataset_version(c)) {
+    }
+  }
+
+  // The version's bytes as a download will serve them.
+  std::string bytes_of(const std::string& name, int version) {
+    pqxx::connection c(url());
+    pqxx::nontransaction tx(c);
+    std::string out;
+    for (const auto& r : tx.exec_params(
+             "SELECT d.line FROM dataset_items d JOIN dataset_versions v ON v.id = d.version_id "
+             "JOIN datasets s ON s.id = v.dataset_id WHERE s.name = $1 AND v.version = $2 ORDER BY d.seq",
+             name, version))
+      out += r[0].as<std::string>() + "\n";
+    return out;
+  }
+
+  HttpResult create(const json& body, const std::string& key, Headers extra = {}) {
+    return post("/v1/datasets", body.dump(), key, std::move(extra));
+  }
+};
+
+}  // namespace
+
+TEST_CASE("datasets: a version is built from completed jobs, with a manifest whose sha256 is its bytes'",
+          "[.db][datasets]") {
+  DatasetApi api;
+  const auto job = api.completed_job(10, api.submitter);
+
+  auto created = api.create({{"name", "triage-train"}, {"jobs", {job}}, {"min_confidence", 0.35}}, api.submitter);
+  REQUIRE(created.status == 202);
+  CHECK(json::parse(created.body) == json{{"name", "triage-train"}, {"version", 1}, {"status", "building"}});
+  CHECK(created.header("Location").value_or("") == "/v1/datasets/triage-train/versions/1");
+  CHECK(json::parse(api.get("/v1/datasets/triage-train/versions/1", api.viewer).body)["status"] == "building");
+  CHECK(api.get("/v1/datasets/triage-train/versions/latest", api.viewer).status == 404);  // nothing ready yet
+
+  api.build_all();
+  auto got = api.get("/v1/datasets/triage-train/versions/1", api.viewer);
+  REQUIRE(got.status == 200);
+  const auto m = json::parse(got.body);
+  INFO(m.dump(2));
+  CHECK(m["status"] == "ready");
+  CHECK(m["source_jobs"] == json::array({job}));
+  CHECK(m["item_count"] == 7);      // confidence 0.4 .. 1.0
+  CHECK(m["excluded_count"] == 3);  // 0.1, 0.2, 0.3; the unlabeled and the gold item are neither
+  CHECK(m["label_counts"] == json{{"a", 3}, {"b", 4}});
+  // Judgments of the exported items: scale 7, surge on the 4 even ones.
+  CHECK(m["vendor_mix"]["scale"].get<double>() == Approx(7.0 / 11).margin(1e-4));
+  CHECK(m["vendor_mix"]["surge"].get<double>() == Approx(4.0 / 11).margin(1e-4));
+  REQUIRE(m["files"].size() == 1);
+  const auto bytes = api.bytes_of("triage-train", 1);
+  CHECK(m["files"][0]["path"] == "items.jsonl");
+  CHECK(m["files"][0]["bytes"] == bytes.size());
+  CHECK(m["files"][0]["rows"] == 7);
+  CHECK(m["files"][0]["sha256"] == common::sha256_hex(bytes));
+  CHECK(bytes.find("\"g-1\"") == std::string::npos);
+  const auto first = json::parse(bytes.substr(0, bytes.find('\n')));
+  CHECK(first == json{{"item_id", "i-104"}, {"data", {{"text", "note 4"}}}, {"label", "b"}, {"confidence", 0.4},
+                      {"method", "majority"}});
+  CHECK(json::parse(api.get("/v1/datasets/triage-train/versions/latest", api.viewer).body)["version"] == 1);
+
+  // Judgments and provenance when asked for.
+  REQUIRE(api.create({{"name", "triage-full"}, {"jobs", {job}}, {"include", {"provenance", "judgments"}}},
+                     api.submitter)
+              .status == 202);
+  api.build_all();
+  const auto full = api.bytes_of("triage-full", 1);
+  const auto line = json::parse(full.substr(0, full.find('\n')));
+  CHECK(line["judgments"] == json::array({{{"vendor", "scale"}, {"label", "a"}, {"worker", "scale-w"}}}));
+  CHECK(line["provenance"]["job_id"] == job);
+  CHECK(line["provenance"]["vendors"][0]["vendor"] == "scale");
+  CHECK(line["provenance"]["vendors"][0]["estimated_accuracy"] == 0.5);  // no gold evidence yet: the prior
+
+  auto list = json::parse(api.get("/v1/datasets", api.viewer).body)["datasets"];
+  REQUIRE(list.size() == 2);
+  CHECK(list[1]["name"] == "triage-train");
+  CHECK(list[1]["latest_ready"] == 1);
+  CHECK(list[1]["versions"][0]["item_count"] == 7);
+}
+
+TEST_CASE("datasets: versions are immutable and deterministic; a new one leaves the old bytes alone",
+          "[.db][datasets]") {
+  DatasetApi api;
+  const auto one = api.completed_job(6, api.submitter);
+  const auto two = api.completed_job(4, api.submitter);
+  REQUIRE(api.create({{"name", "d"}, {"jobs", {one}}}, api.submitter).status == 202);
+  api.build_all();
+  const auto v1 = json::parse(api.get("/v1/datasets/d/versions/1", api.viewer).body);
+  const auto v1_bytes = api.bytes_of("d", 1);
+
+  // The same request again is a new version with the same bytes: the export is a function of
+  // its inputs.
+  REQUIRE(api.create({{"name", "d"}, {"jobs", {one}}}, api.submitter).status == 202);
+  // Another job added: version 3.
+  auto v3_created = api.create({{"name", "d"}, {"jobs", {one, two}}}, api.submitter);
+  REQUIRE(v3_created.status == 202);
+  CHECK(json::parse(v3_created.body)["version"] == 3);
+  api.build_all();
+  const auto v2 = json::parse(api.get("/v1/datasets/d/versions/2", api.viewer).body);
+  const auto v3 = json::parse(api.get("/v1/datasets/d/versions/3", api.viewer).body);
+  CHECK(v2["files"][0]["sha256"] == v1["files"][0]["sha256"]);
+  CHECK(v3["files"][0]["sha256"] != v1["files"][0]["sha256"]);
+  CHECK(v3["item_count"] == 10);
+  CHECK(api.bytes_of("d", 1) == v1_bytes);
+  CHECK(json::parse(api.get("/v1/datasets/d/versions/1", api.viewer).body) == v1);
+  CHECK(json::parse(api.get("/v1/datasets/d/versions/latest", api.viewer).body)["version"] == 3);
+  // Items of the second job follow the first job's, as listed.
+  const auto v3_bytes = api.bytes_of("d", 3);
+  CHECK(v3_bytes.substr(0, v1_bytes.size()) == v1_bytes);
+}
+
+TEST_CASE("datasets: Idempotency-Key, roles, other teams and bad input", "[.db][datasets]") {
+  DatasetApi api;
+  const auto job = api.completed_job(3, api.submitter);
+  const json body = {{"name", "d"}, {"jobs", {job}}};
+
+  // The same key and request: the same version; another request under that key: refused.
+  auto first = api.create(body, api.submitter, {{"Idempotency-Key", "ci-run-42"}});
+  REQUIRE(first.status == 202);
+  auto again = api.create(body, api.submitter, {{"Idempotency-Key", "ci-run-42"}});
+  CHECK(again.status == 200);
+  CHECK(json::parse(again.body)["version"] == 1);
+  auto changed = api.create({{"name", "d"}, {"jobs", {job}}, {"min_confidence", 0.5}}, api.submitter,
+                            {{"Idempotency-Key", "ci-run-42"}});
+  CHECK(changed.status == 422);
+  CHECK(problem_type(changed) == "/problems/idempotency-key-reused");
+  CHECK(api.count("SELECT count(*) FROM dataset_versions") == 1);
+
+  // Viewers read but do not create; other teams see nothing of it.
+  CHECK(api.create(body, api.viewer).status == 403);
+  api.build_all();
+  CHECK(api.get("/v1/datasets/d/versions/1", api.other_team).status == 404);
+  CHECK(json::parse(api.get("/v1/datasets", api.other_team).body)["datasets"].empty());
+
+  // Unknown names and versions: 404 with a detail naming what was asked for.
+  auto unknown = api.get("/v1/datasets/nope/versions/latest", api.viewer);
+  CHECK(unknown.status == 404);
+  CHECK(json::parse(unknown.body)["detail"].get<std::string>().find("\"nope\"") != std::string::npos);
+  CHECK(api.get("/v1/datasets/d/versions/9", api.viewer).status == 404);
+  CHECK(api.get("/v1/datasets/d/versions/abc", api.viewer).status == 404);
+  CHECK(api.get("/v1/datasets/d/versions/0", api.viewer).status == 404);
+
+  // Bad requests: every problem with its pointer.
+  auto bad = api.create({{"name", "Bad Name"}, {"jobs", {"x", job, job}}, {"min_confidence", 1.5},
+                         {"include", {"everything"}}, {"extra", 1}},
+                        api.submitter);
+  REQUIRE(bad.status == 422);
+  CHECK(problem_type(bad) == "/problems/invalid-dataset");
+  std::set<std::string> pointers;
+  const auto bad_body = json::parse(bad.body);
+  for (const auto& e : bad_body["errors"]) pointers.insert(e["pointer"].get<std::string>());
+  CHECK(pointers == std::set<std::string>{"/name", "/jobs/0", "/jobs/2", "/min_confidence", "/include/0", "/extra"});
+  CHECK(api.create({{"name", "d"}, {"jobs", json::array()}}, api.submitter).status == 422);
+  CHECK(api.post("/v1/datasets", "{not json", api.submitter).status == 400);
+
+  // A job that is not completed, and another team's job: refused, nothing created.
+  const auto running = api.completed_job(2, api.submitter);
+  api.exec("UPDATE jobs SET status = 'running' WHERE id = '" + running + "'");
+  const auto theirs = api.completed_job(2, api.other_team);
+  auto refused = api.create({{"name", "d"}, {"jobs", {job, running, theirs}}}, api.submitter);
+  REQUIRE(refused.status == 422);
+  const auto errors = json::parse(refused.body)["errors"];
+  REQUIRE(errors.size() == 2);
+  CHECK(errors[0]["pointer"] == "/jobs/1");
+  CHECK(errors[0]["message"].get<std::string>().find("running") != std::string::npos);
+  CHECK(errors[1]["pointer"] == "/jobs/2");
+  CHECK(errors[1]["message"] == "no job with this id");
+  CHECK(api.count("SELECT count(*) FROM dataset_versions") == 1);
+}
