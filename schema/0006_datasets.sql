@@ -43,5 +43,8 @@ CREATE TABLE dataset_items (
     job_id     uuid NOT NULL,
     item_id    text NOT NULL,
     line       text NOT NULL,
+    -- Where the line starts in items.jsonl: a ranged download finds its first line by index.
+    byte_offset bigint NOT NULL,
     PRIMARY KEY (version_id, seq)
 );
+CREATE INDEX dataset_items_offset_idx ON dataset_items (version_id, byte_offset);

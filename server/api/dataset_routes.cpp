@@ -1,6 +1,9 @@
 #include "api/dataset_routes.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <memory>
+#include <stdexcept>
 #include <regex>
 
 #include <nlohmann/json.hpp>
@@ -114,6 +117,140 @@ http::Response create(db::ConnectionPool& pool, http::Request& request, const Ca
   return response;
 }
 
+// items.jsonl of a ready version, read from the database a piece at a time as the client takes it.
+class DatasetBody final : public http::BodySource {
+ public:
+  DatasetBody(db::ConnectionPool& pool, std::string version_id, std::uint64_t from, std::uint64_t to)
+      : pool_(pool), version_id_(std::move(version_id)), position_(from), to_(to) {}
+  std::uint64_t length() const override { return to_ - position_ + sent_; }
+  bool next(std::string& out, std::size_t max_bytes) override {
+    auto piece = pool_.run([&](pqxx::connection& c) {
+      return db::read_dataset_bytes(c, version_id_, position_, to_, max_bytes);
+    });
+    if (piece.empty() && position_ < to_) throw std::runtime_error("dataset bytes ended early");
+    position_ += piece.size();
+    sent_ += piece.size();
+    out += piece;
+    return position_ < to_;
+  }
+
+ private:
+  db::ConnectionPool& pool_;
+  std::string version_id_;
+  std::uint64_t position_;
+  std::uint64_t to_;
+  std::uint64_t sent_ = 0;
+};
+
+// One byte range of `length` bytes from a Range header: [first, last + 1). nullopt: serve the
+// whole file (no header, another unit, several ranges); unsatisfiable: 416.
+struct ByteRange {
+  std::uint64_t from = 0, to = 0;
+  bool unsatisfiable = false;
+};
+std::optional<ByteRange> parse_range(std::string_view header, std::uint64_t length) {
+  constexpr std::string_view kUnit = "bytes=";
+  if (header.substr(0, kUnit.size()) != kUnit) return std::nullopt;
+  const auto spec = header.substr(kUnit.size());
+  if (spec.find(',') != std::string_view::npos) return std::nullopt;  // several ranges: send it all
+  const auto dash = spec.find('-');
+  if (dash == std::string_view::npos) return std::nullopt;
+  auto number = [](std::string_view text) -> std::optional<std::uint64_t> {
+    std::uint64_t value = 0;
+    if (text.empty()) return std::nullopt;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+    return value;
+  };
+  const auto first = spec.substr(0, dash), last = spec.substr(dash + 1);
+  ByteRange range;
+  if (first.empty()) {  // the last N bytes
+    const auto n = number(last);
+    if (!n) return std::nullopt;
+    if (*n == 0 || length == 0) return ByteRange{0, 0, true};
+    range.from = length - std::min(*n, length);
+    range.to = length;
+    return range;
+  }
+  const auto a = number(first);
+  if (!a) return std::nullopt;
+  if (*a >= length) return ByteRange{0, 0, true};
+  range.from = *a;
+  range.to = length;
+  if (!last.empty()) {
+    const auto b = number(last);
+    if (!b || *b < *a) return std::nullopt;
+    range.to = std::min(*b + 1, length);
+  }
+  return range;
+}
+
+bool etag_matches(std::string_view header, const std::string& etag) {
+  if (header == "*") return true;
+  std::size_t start = 0;
+  while (start <= header.size()) {
+    auto comma = header.find(',', start);
+    auto token = header.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+    while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
+    if (token.substr(0, 2) == "W/") token.remove_prefix(2);
+    if (token == etag) return true;
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return false;
+}
+
+http::Response download(db::ConnectionPool& pool, http::Request& request, const Caller& caller) {
+  const std::string name(request.path_param("name"));
+  const std::string version(request.path_param("version"));
+  const auto file =
+      pool.run([&](pqxx::connection& c) { return db::find_dataset_file(c, caller.team_id, name, version); });
+  if (!file)
+    return http::problem(404, "not-found", "Not found",
+                         "no version \"" + version + "\" of dataset \"" + name + "\"");
+  if (file->status != "ready")
+    return http::problem(409, "dataset-not-ready", "Dataset not ready",
+                         "version " + version + " of dataset \"" + name + "\" is " + file->status + "; try again later");
+  const std::string etag = "\"" + file->sha256 + "\"";
+  auto headers = [&](http::Response& r) {
+    r.headers.set("ETag", etag);
+    r.headers.set("Accept-Ranges", "bytes");
+    r.headers.set("Cache-Control", "private, max-age=31536000, immutable");
+    r.headers.set("Content-Type", "application/x-ndjson");
+  };
+  if (auto match = request.header("If-None-Match"); match && etag_matches(*match, etag)) {
+    http::Response r;
+    r.status = 304;
+    headers(r);
+    return r;
+  }
+  std::uint64_t from = 0, to = file->bytes;
+  int status = 200;
+  const auto if_range = request.header("If-Range");
+  if (auto range_header = request.header("Range"); range_header && (!if_range || *if_range == etag)) {
+    if (auto range = parse_range(*range_header, file->bytes)) {
+      if (range->unsatisfiable) {
+        auto r = http::problem(416, "range-not-satisfiable", "Range not satisfiable",
+                               "the file has " + std::to_string(file->bytes) + " bytes");
+        r.headers.set("Content-Range", "bytes */" + std::to_string(file->bytes));
+        return r;
+      }
+      from = range->from;
+      to = range->to;
+      status = 206;
+    }
+  }
+  http::Response r;
+  r.status = status;
+  headers(r);
+  if (status == 206)
+    r.headers.set("Content-Range", "bytes " + std::to_string(from) + "-" + std::to_string(to - 1) + "/" +
+                                       std::to_string(file->bytes));
+  r.source = std::make_shared<DatasetBody>(pool, file->version_id, from, to);
+  return r;
+}
+
 }  // namespace
 
 void register_dataset_routes(http::Router& router, db::ConnectionPool& pool) {
@@ -124,6 +261,10 @@ void register_dataset_routes(http::Router& router, db::ConnectionPool& pool) {
   router.add("GET", "/v1/datasets", require_role(pool, auth::Role::viewer, [&pool](http::Request&, const Caller& caller) {
                const auto list = pool.run([&](pqxx::connection& c) { return db::list_datasets(c, caller.team_id); });
                return http::Response::json(200, json{{"datasets", list}}.dump());
+             }));
+  router.add("GET", "/v1/datasets/{name}/versions/{version}/items.jsonl",
+             require_role(pool, auth::Role::viewer, [&pool](http::Request& request, const Caller& caller) {
+               return download(pool, request, caller);
              }));
   router.add("GET", "/v1/datasets/{name}/versions/{version}",
              require_role(pool, auth::Role::viewer, [&pool](http::Request& request, const Caller& caller) {

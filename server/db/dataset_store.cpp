@@ -89,8 +89,10 @@ bool build_next_dataset_version(pqxx::connection& c) {
   // alike. Judgments by vendor; provenance: each judging vendor's gold accuracy estimate now
   // (discounted evidence with a uniform prior) for the job's domain and task type.
   tx.exec_params0(
-      "INSERT INTO dataset_items (version_id, seq, job_id, item_id, line) "
-      "SELECT $1::uuid, row_number() OVER (ORDER BY s.n, i.item_id), i.job_id, i.item_id, "
+      "INSERT INTO dataset_items (version_id, seq, job_id, item_id, line, byte_offset) "
+      "SELECT $1::uuid, seq, job_id, item_id, line, "
+      "  sum(octet_length(line) + 1) OVER (ORDER BY seq) - (octet_length(line) + 1) FROM ( "
+      "SELECT row_number() OVER (ORDER BY s.n, i.item_id) AS seq, i.job_id, i.item_id, "
       "  (jsonb_build_object('item_id', i.item_id, 'data', i.data, 'label', i.label, "
       "     'confidence', i.confidence, 'method', i.method) "
       "   || CASE WHEN $3 THEN jsonb_build_object('judgments', coalesce(( "
@@ -106,11 +108,11 @@ bool build_next_dataset_version(pqxx::connection& c) {
       "        FROM assignments a LEFT JOIN vendor_evidence e ON e.vendor_id = a.vendor_id AND e.domain = j.domain "
       "          AND e.task_type = j.task_type "
       "        WHERE a.job_id = i.job_id AND a.item_id = i.item_id AND a.state = 'completed'), '[]'::jsonb))) "
-      "        ELSE '{}'::jsonb END)::text "
+      "        ELSE '{}'::jsonb END)::text AS line "
       "FROM dataset_versions v CROSS JOIN LATERAL unnest(v.source_jobs) WITH ORDINALITY AS s(job_id, n) "
       "JOIN jobs j ON j.id = s.job_id "
       "JOIN job_items i ON i.job_id = s.job_id "
-      "WHERE v.id = $1::uuid AND i.gold_answer IS NULL AND i.state = 'labeled' AND i.confidence >= $2",
+      "WHERE v.id = $1::uuid AND i.gold_answer IS NULL AND i.state = 'labeled' AND i.confidence >= $2) x",
       id, min_confidence, judgments, provenance);
 
   // Bytes and hash, a page of lines at a time: memory stays small whatever the size.
@@ -148,6 +150,58 @@ bool build_next_dataset_version(pqxx::connection& c) {
       id, rows, bytes, hash.hex());
   tx.commit();
   return true;
+}
+
+std::optional<ReadyFile> find_dataset_file(pqxx::connection& c, std::int64_t team_id, const std::string& name,
+                                           const std::string& version) {
+  auto manifest = load_dataset_manifest(c, team_id, name, version);
+  if (!manifest) return std::nullopt;
+  ReadyFile file;
+  file.status = (*manifest)["status"].get<std::string>();
+  if (file.status != "ready") return file;
+  pqxx::read_transaction tx(c);
+  file.version_id = tx.exec_params1(
+                          "SELECT v.id::text FROM datasets d JOIN dataset_versions v ON v.dataset_id = d.id "
+                          "WHERE d.team_id = $1 AND d.name = $2 AND v.version = $3",
+                          team_id, name, (*manifest)["version"].get<int>())[0]
+                        .as<std::string>();
+  file.version = (*manifest)["version"].get<int>();
+  file.bytes = (*manifest)["files"][0]["bytes"].get<std::uint64_t>();
+  file.sha256 = (*manifest)["files"][0]["sha256"].get<std::string>();
+  return file;
+}
+
+std::string read_dataset_bytes(pqxx::connection& c, const std::string& version_id, std::uint64_t from,
+                               std::uint64_t to, std::size_t max_bytes) {
+  std::string out;
+  if (from >= to) return out;
+  pqxx::read_transaction tx(c);
+  // The line holding `from` (the last one starting at or before it), then lines in order until
+  // enough bytes or `to`.
+  auto rows = tx.exec_params(
+      "SELECT byte_offset, line FROM dataset_items WHERE version_id = $1::uuid AND byte_offset >= coalesce(( "
+      "  SELECT byte_offset FROM dataset_items WHERE version_id = $1::uuid AND byte_offset <= $2 "
+      "  ORDER BY byte_offset DESC LIMIT 1), 0) AND byte_offset < $3 "
+      "ORDER BY byte_offset LIMIT $4",
+      version_id, static_cast<std::int64_t>(from), static_cast<std::int64_t>(to),
+      static_cast<long>(std::max<std::size_t>(1, max_bytes / 64)));
+  for (const auto& r : rows) {
+    const auto offset = r[0].as<std::uint64_t>();
+    std::string_view line(r[1].c_str(), r[1].size());
+    // The line with its newline, clipped to [from, to).
+    const std::uint64_t line_end = offset + line.size() + 1;
+    const std::uint64_t start = std::max(from, offset), end = std::min(to, line_end);
+    if (start >= end) continue;
+    const auto a = static_cast<std::size_t>(start - offset), b = static_cast<std::size_t>(end - offset);
+    if (b <= line.size()) {
+      out.append(line.substr(a, b - a));
+    } else {
+      out.append(line.substr(a));
+      out += '\n';
+    }
+    if (out.size() >= max_bytes) break;
+  }
+  return out;
 }
 
 std::optional<json> load_dataset_manifest(pqxx::connection& c, std::int64_t team_id, const std::string& name,

@@ -49,6 +49,22 @@ bool build_next_dataset_version(pqxx::connection& c);
 std::optional<nlohmann::json> load_dataset_manifest(pqxx::connection& c, std::int64_t team_id,
                                                    const std::string& name, const std::string& version);
 
+// A version's items.jsonl for download. status "building"/"failed": not downloadable yet.
+struct ReadyFile {
+  std::string status;
+  std::string version_id;
+  int version = 0;
+  std::uint64_t bytes = 0;
+  std::string sha256;
+};
+std::optional<ReadyFile> find_dataset_file(pqxx::connection& c, std::int64_t team_id, const std::string& name,
+                                           const std::string& version);
+
+// Bytes [from, to) of a ready version's items.jsonl, at most about `max_bytes` of them (whole lines
+// but the edges), starting at `from`: call again from where it ended. Empty at the end.
+std::string read_dataset_bytes(pqxx::connection& c, const std::string& version_id, std::uint64_t from,
+                               std::uint64_t to, std::size_t max_bytes);
+
 // The team's datasets with their versions: [{name, created_at, latest_ready, versions: [{version,
 // status, item_count, created_at}]}], by name.
 nlohmann::json list_datasets(pqxx::connection& c, std::int64_t team_id);

@@ -2,6 +2,8 @@
 // Transport-neutral HTTP request and response, so handlers and domain code never include Beast.
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -44,10 +46,23 @@ struct Request {
   std::string_view path_param(std::string_view name) const;
 };
 
+// A response body produced a piece at a time (large downloads), so memory stays small whatever
+// its size. next() is called on a worker thread (it may block on the database), one piece at a
+// time, each written before the next is asked for; it appends up to about `max_bytes` to `out` and
+// returns false once the body is complete. The body must be exactly length() bytes.
+class BodySource {
+ public:
+  virtual ~BodySource() = default;
+  virtual std::uint64_t length() const = 0;
+  virtual bool next(std::string& out, std::size_t max_bytes) = 0;
+};
+
 struct Response {
   int status = 200;
   Headers headers;
   std::string body;
+  // Set: the body comes from here instead of `body` (sent with Content-Length: length()).
+  std::shared_ptr<BodySource> source;
 
   static Response json(int status, std::string body);
   static Response text(int status, std::string body, std::string content_type = "text/plain; charset=utf-8");

@@ -43,6 +43,9 @@ using Socket = net::basic_stream_socket<tcp, Executor>;
 using Acceptor = net::basic_socket_acceptor<tcp, Executor>;
 using Stream = beast::basic_stream<tcp, Executor, beast::unlimited_rate_policy>;
 
+// How much of a streamed body is produced and written at a time.
+constexpr std::size_t kStreamPiece = 1 << 20;
+
 // The HTTP Date header changes once a second; format it once per second per thread.
 const std::string& http_date() {
   thread_local std::time_t cached_second = 0;
@@ -411,6 +414,7 @@ class Session : public std::enable_shared_from_this<Session> {
     state_ = State::writing;
     const bool keep_alive = keep_alive_ && !closing_ && !response.close_connection && !server_.shutting_down();
     const bool head = request_.method == "HEAD";
+    if (response.source) return send_streamed(std::move(response), keep_alive, head);
     const std::size_t body_bytes = head ? 0 : response.body.size();
     serialize_response(response, keep_alive, head, write_buffer_);
     const int status = response.status;
@@ -424,9 +428,62 @@ class Session : public std::enable_shared_from_this<Session> {
                      });
   }
 
+  // A body from a BodySource: the head first, then each piece, produced on a worker thread and
+  // written on this connection's strand before the next is asked for (one piece in memory).
+  void send_streamed(Response response, bool keep_alive, bool head) {
+    const auto length = response.source->length();
+    serialize_response(response, keep_alive, true, write_buffer_, length);
+    const int status = response.status;
+    auto source = head ? nullptr : response.source;
+    stream_.expires_after(server_.options().write_timeout);
+    net::async_write(stream_, net::buffer(write_buffer_),
+                     [self = shared_from_this(), keep_alive, status, length, source](beast::error_code ec, std::size_t) {
+                       if (ec) return self->do_close();
+                       if (!source) return self->finish_streamed(keep_alive, status, 0);
+                       self->pump(source, keep_alive, status, length);
+                     });
+  }
+
+  void pump(std::shared_ptr<BodySource> source, bool keep_alive, int status, std::uint64_t length) {
+    net::post(server_.workers(), [self = shared_from_this(), source, keep_alive, status, length]() mutable {
+      std::string piece;
+      bool more = false;
+      bool failed = false;
+      try {
+        more = source->next(piece, kStreamPiece);
+      } catch (const std::exception& e) {
+        // The head is sent: all that is left is to cut the connection, so the client sees a
+        // short body (Content-Length) rather than a complete-looking wrong one.
+        common::log::warn("streamed response failed", {{"request_id", self->request_.request_id}, {"error", e.what()}});
+        failed = true;
+      }
+      net::post(self->stream_.get_executor(), [self, source, keep_alive, status, length, more, failed,
+                                               piece = std::move(piece)]() mutable {
+        if (failed) return self->do_close();
+        self->streamed_piece_ = std::move(piece);
+        self->stream_.expires_after(self->server_.options().write_timeout);
+        net::async_write(self->stream_, net::buffer(self->streamed_piece_),
+                         [self, source, keep_alive, status, length, more](beast::error_code ec, std::size_t) {
+                           if (ec) return self->do_close();
+                           if (more) return self->pump(source, keep_alive, status, length);
+                           self->finish_streamed(keep_alive, status, length);
+                         });
+      });
+    });
+  }
+
+  void finish_streamed(bool keep_alive, int status, std::uint64_t length) {
+    streamed_piece_.clear();
+    streamed_piece_.shrink_to_fit();
+    server_.access_log(request_, status, static_cast<std::size_t>(length), started_);
+    if (!keep_alive) return finish_connection();
+    do_read();
+  }
+
   // Writes status line, headers and body into `out` (reusing its capacity). Beast's serializer
   // is general (chunked bodies, buffer sequences) and measurably slower for small responses.
-  void serialize_response(const Response& response, bool keep_alive, bool head, std::string& out) const {
+  void serialize_response(const Response& response, bool keep_alive, bool head, std::string& out,
+                          std::optional<std::uint64_t> content_length = std::nullopt) const {
     out.clear();
     out += version_ == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
     out += std::to_string(response.status);
@@ -452,7 +509,7 @@ class Session : public std::enable_shared_from_this<Session> {
     const bool bodiless_status = response.status < 200 || response.status == 204 || response.status == 304;
     if (!bodiless_status) {
       out += "Content-Length: ";
-      out += std::to_string(response.body.size());
+      out += std::to_string(content_length ? *content_length : response.body.size());
       out += "\r\n";
     }
     if (!keep_alive)
@@ -496,6 +553,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string remote_;
   beast::flat_buffer buffer_;
   std::string write_buffer_;
+  std::string streamed_piece_;  // the piece of a streamed body being written
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   Request request_;
   RouteMatch match_;          // the current request's route, found once its header is read

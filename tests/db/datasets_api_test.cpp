@@ -35,7 +35,7 @@ class DatasetApi : public ApiFixture {
   // A job of `items` items, then made `completed` as dispatch would leave it: item k labeled
   // "a" or "b" with confidence k / items, judged by scale (and surge for even k); one item
   // unlabeled, plus one gold item that must never be exported.
-  std::string completed_job(int items, const std::string& key) {
+  std::string completed_job(int items, const std::string& key, std::size_t padding = 0) {
     json body = {{"name", "j"},
                  {"task_type", "classification"},
                  {"domain", "general"},
@@ -45,7 +45,8 @@ class DatasetApi : public ApiFixture {
                  {"budget_usd", "10.00"},
                  {"deadline", "2099-01-01T00:00:00Z"}};
     for (int k = 1; k <= items + 1; ++k)
-      body["items"].push_back({{"id", "i-" + std::to_string(100 + k)}, {"data", {{"text", "note " + std::to_string(k)}}}});
+      body["items"].push_back({{"id", "i-" + std::to_string(100 + k)},
+                               {"data", {{"text", "note " + std::to_string(k) + std::string(padding, 'x')}}}});
     auto created = post("/v1/jobs", body.dump(), key);
     REQUIRE(created.status == 201);
     const std::string id = json::parse(created.body)["id"];
@@ -240,4 +241,66 @@ TEST_CASE("datasets: Idempotency-Key, roles, other teams and bad input", "[.db][
   CHECK(errors[1]["pointer"] == "/jobs/2");
   CHECK(errors[1]["message"] == "no job with this id");
   CHECK(api.count("SELECT count(*) FROM dataset_versions") == 1);
+}
+
+TEST_CASE("datasets: items.jsonl streams the version's bytes with ETag, 304, ranges and Content-Length",
+          "[.db][datasets]") {
+  DatasetApi api;
+  // About 2.5 MB: the body is produced and written in several pieces.
+  const auto job = api.completed_job(1000, api.submitter, 2500);
+  REQUIRE(api.create({{"name", "big"}, {"jobs", {job}}, {"include", {"judgments"}}}, api.submitter).status == 202);
+  const std::string path = "/v1/datasets/big/versions/1/items.jsonl";
+  auto early = api.get(path, api.viewer);
+  CHECK(early.status == 409);
+  CHECK(problem_type(early) == "/problems/dataset-not-ready");
+  api.build_all();
+  const auto bytes = api.bytes_of("big", 1);
+  REQUIRE(bytes.size() > 2 * 1024 * 1024);
+  const auto sha = common::sha256_hex(bytes);
+
+  auto whole = api.get(path, api.viewer);
+  REQUIRE(whole.status == 200);
+  CHECK(whole.body.size() == bytes.size());
+  CHECK(whole.body == bytes);
+  CHECK(whole.header("ETag").value_or("") == "\"" + sha + "\"");
+  CHECK(whole.header("Content-Length").value_or("") == std::to_string(bytes.size()));
+  CHECK(whole.header("Content-Type").value_or("") == "application/x-ndjson");
+  CHECK(whole.header("Accept-Ranges").value_or("") == "bytes");
+  // Also by "latest".
+  CHECK(api.get("/v1/datasets/big/versions/latest/items.jsonl", api.viewer).body == bytes);
+
+  // The client has it already: 304, no body.
+  auto same = api.get(path, api.viewer, {{"If-None-Match", "\"" + sha + "\""}});
+  CHECK(same.status == 304);
+  CHECK(same.body.empty());
+  CHECK(api.get(path, api.viewer, {{"If-None-Match", "\"other\""}}).status == 200);
+
+  // Ranges: a middle slice across a piece boundary, an open end (a resumed download), a suffix.
+  const std::size_t a = 1024 * 1024 - 100, b = 1024 * 1024 + 5000;
+  auto middle = api.get(path, api.viewer, {{"Range", "bytes=" + std::to_string(a) + "-" + std::to_string(b)}});
+  REQUIRE(middle.status == 206);
+  CHECK(middle.body == bytes.substr(a, b - a + 1));
+  CHECK(middle.header("Content-Range").value_or("") ==
+        "bytes " + std::to_string(a) + "-" + std::to_string(b) + "/" + std::to_string(bytes.size()));
+  auto rest = api.get(path, api.viewer, {{"Range", "bytes=" + std::to_string(bytes.size() - 7000) + "-"}});
+  REQUIRE(rest.status == 206);
+  CHECK(rest.body == bytes.substr(bytes.size() - 7000));
+  auto tail = api.get(path, api.viewer, {{"Range", "bytes=-10"}});
+  REQUIRE(tail.status == 206);
+  CHECK(tail.body == bytes.substr(bytes.size() - 10));
+  auto beyond = api.get(path, api.viewer, {{"Range", "bytes=" + std::to_string(bytes.size()) + "-"}});
+  CHECK(beyond.status == 416);
+  CHECK(beyond.header("Content-Range").value_or("") == "bytes */" + std::to_string(bytes.size()));
+  // Several ranges, or an If-Range for another version: the whole file.
+  CHECK(api.get(path, api.viewer, {{"Range", "bytes=0-1,5-6"}}).body == bytes);
+  auto stale = api.get(path, api.viewer, {{"Range", "bytes=0-9"}, {"If-Range", "\"old\""}});
+  CHECK(stale.status == 200);
+  CHECK(stale.body.size() == bytes.size());
+
+  // Another team: as if it did not exist.
+  CHECK(api.get(path, api.other_team).status == 404);
+  CHECK(api.get("/v1/datasets/big/versions/2/items.jsonl", api.viewer).status == 404);
+  // The connection stays usable after a streamed body (keep-alive is exercised by the client
+  // closing each time; the server must still answer the next request).
+  CHECK(api.healthy());
 }
