@@ -37,8 +37,10 @@ CREATE INDEX dataset_versions_building_idx ON dataset_versions (created_at) WHER
 
 -- A ready version's items.jsonl, one line per row in `seq` order (deterministic key order), so the
 -- bytes of a version are the same on every download and hash to its sha256.
+-- No foreign key to dataset_versions: a million-line build would pay a key check per line, and
+-- versions are never deleted.
 CREATE TABLE dataset_items (
-    version_id uuid NOT NULL REFERENCES dataset_versions (id),
+    version_id uuid NOT NULL,
     seq        bigint NOT NULL,
     job_id     uuid NOT NULL,
     item_id    text NOT NULL,
