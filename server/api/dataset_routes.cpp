@@ -201,7 +201,8 @@ bool etag_matches(std::string_view header, const std::string& etag) {
   return false;
 }
 
-http::Response download(db::ConnectionPool& pool, http::Request& request, const Caller& caller) {
+http::Response download(db::ConnectionPool& pool, const datasets::FileCache* files, http::Request& request,
+                        const Caller& caller) {
   const std::string name(request.path_param("name"));
   const std::string version(request.path_param("version"));
   const auto file =
@@ -247,13 +248,14 @@ http::Response download(db::ConnectionPool& pool, http::Request& request, const 
   if (status == 206)
     r.headers.set("Content-Range", "bytes " + std::to_string(from) + "-" + std::to_string(to - 1) + "/" +
                                        std::to_string(file->bytes));
-  r.source = std::make_shared<DatasetBody>(pool, file->version_id, from, to);
+  if (files) r.source = files->open(file->version_id, file->bytes, from, to);
+  if (!r.source) r.source = std::make_shared<DatasetBody>(pool, file->version_id, from, to);
   return r;
 }
 
 }  // namespace
 
-void register_dataset_routes(http::Router& router, db::ConnectionPool& pool) {
+void register_dataset_routes(http::Router& router, db::ConnectionPool& pool, const datasets::FileCache* files) {
   router.add("POST", "/v1/datasets",
              require_role(pool, auth::Role::submitter, [&pool](http::Request& request, const Caller& caller) {
                return create(pool, request, caller);
@@ -263,8 +265,8 @@ void register_dataset_routes(http::Router& router, db::ConnectionPool& pool) {
                return http::Response::json(200, json{{"datasets", list}}.dump());
              }));
   router.add("GET", "/v1/datasets/{name}/versions/{version}/items.jsonl",
-             require_role(pool, auth::Role::viewer, [&pool](http::Request& request, const Caller& caller) {
-               return download(pool, request, caller);
+             require_role(pool, auth::Role::viewer, [&pool, files](http::Request& request, const Caller& caller) {
+               return download(pool, files, request, caller);
              }));
   router.add("GET", "/v1/datasets/{name}/versions/{version}",
              require_role(pool, auth::Role::viewer, [&pool](http::Request& request, const Caller& caller) {

@@ -19,7 +19,7 @@ void register_api(http::Router& router, const ApiDependencies& deps) {
   register_job_routes(router, deps.pool, deps.vendors, deps.jobs);
   register_gold_routes(router, deps.pool, deps.jobs);
   register_dispatch_routes(router, deps.pool, deps.dispatch);
-  register_dataset_routes(router, deps.pool);
+  register_dataset_routes(router, deps.pool, deps.dataset_files);
 }
 
 }  // namespace labelbroker::api

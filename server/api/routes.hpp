@@ -2,6 +2,7 @@
 // Everything the v1 API serves, registered on one router: the service and the in-process test
 // server both call this, so tests exercise exactly what production serves.
 #include "config/config.hpp"
+#include "datasets/file_cache.hpp"
 #include "db/pool.hpp"
 #include "http/router.hpp"
 #include "http/server.hpp"
@@ -18,6 +19,7 @@ struct ApiDependencies {
   jobs::Dispatch& dispatch;  // callbacks and cancel record through it
   config::JobsConfig jobs = {};
   config::QualityConfig quality = {};
+  const datasets::FileCache* dataset_files = nullptr;  // built versions on local disk, if any
 };
 
 void register_api(http::Router& router, const ApiDependencies& deps);

@@ -1,7 +1,9 @@
 #include "app/service.hpp"
 
 #include <algorithm>
+#include <filesystem>
 #include <thread>
+#include <unistd.h>
 
 #include <pqxx/connection>
 
@@ -10,6 +12,7 @@
 #include "app/cli.hpp"
 #include "common/build_info.hpp"
 #include "common/log.hpp"
+#include "datasets/file_cache.hpp"
 #include "db/migrations.hpp"
 #include "db/pool.hpp"
 #include "db/probe.hpp"
@@ -21,6 +24,16 @@
 
 namespace labelbroker::app {
 namespace {
+
+// Per user, so that brokers run by different users on one machine do not share (or fight over)
+// files; the versions' UUIDs keep processes of one user apart.
+std::string default_dataset_cache_dir() {
+  std::error_code ec;
+  auto base = std::filesystem::temp_directory_path(ec);
+  if (ec) base = "/tmp";
+  return (base / ("labelbroker-datasets-" + std::to_string(::getuid()))).string();
+}
+
 
 // Connects for schema work, retrying while the database starts up (common in compose and CI).
 std::unique_ptr<pqxx::connection> connect_with_retry(const config::Config& cfg) {
@@ -160,10 +173,12 @@ int serve(const config::Config& cfg) {
   }
   jobs::Dispatch dispatch(pool, vendor_set, cfg.vendors, cfg.quality, cfg.routing);
   api::shared_key_cache().set_ttl(cfg.auth.key_cache);
-  api::register_api(router,
-                    {pool, lifecycle, db::expected_schema_version(), vendor_set, dispatch, cfg.jobs, cfg.quality});
+  const datasets::FileCache dataset_files(cfg.datasets.cache_dir ? *cfg.datasets.cache_dir
+                                                                : default_dataset_cache_dir());
+  api::register_api(router, {pool, lifecycle, db::expected_schema_version(), vendor_set, dispatch, cfg.jobs,
+                             cfg.quality, &dataset_files});
   jobs::WebhookDelivery webhooks(pool, cfg.webhooks, vendor_runtime);
-  jobs::Engine engine(dispatch, cfg.dispatch, &webhooks);
+  jobs::Engine engine(dispatch, cfg.dispatch, &webhooks, &dataset_files);
   server.start();
   server.handle_signals();
   if (cfg.dispatch.enabled) engine.start();

@@ -115,6 +115,15 @@ Config parse_config(std::string_view text, const std::string& source_name, const
     jobs.finish();
   }
   {
+    auto ds = top.object("datasets");
+    if (ds.find("cache_dir")) {
+      std::string dir;
+      ds.string("cache_dir", dir);
+      cfg.datasets.cache_dir = dir;
+    }
+    ds.finish();
+  }
+  {
     auto d = top.object("dispatch");
     d.boolean("enabled", cfg.dispatch.enabled);
     d.integer("workers_per_vendor", cfg.dispatch.workers_per_vendor, 1, 256);

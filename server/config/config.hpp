@@ -72,6 +72,13 @@ struct JobsConfig {
   std::size_t max_items_per_job = 10000000;
 };
 
+// Datasets (#7).
+struct DatasetsConfig {
+  // Local copies of built versions that downloads read instead of the database. nullopt: a
+  // directory under the system's temp dir; "": none (every download reads the database).
+  std::optional<std::string> cache_dir;
+};
+
 // Background work: planning, dispatch to vendors, polling, cancel, deadlines. Every broker process
 // runs these loops; rows are claimed, so any number of processes can share one database.
 struct DispatchConfig {
@@ -162,6 +169,7 @@ struct Config {
   DatabaseConfig database;
   HttpConfig http;
   JobsConfig jobs;
+  DatasetsConfig datasets;
   DispatchConfig dispatch;
   WebhookConfig webhooks;
   QualityConfig quality;

@@ -75,7 +75,7 @@ DatasetCreateResult create_dataset_version(pqxx::connection& c, std::int64_t tea
   return result;
 }
 
-bool build_next_dataset_version(pqxx::connection& c) {
+bool build_next_dataset_version(pqxx::connection& c, const OpenBuildSink& open_sink) {
   pqxx::work tx(c);
   auto picked = tx.exec(
       "SELECT id::text, min_confidence, 'judgments' = ANY(include), 'provenance' = ANY(include) "
@@ -123,6 +123,7 @@ bool build_next_dataset_version(pqxx::connection& c) {
 
   // Bytes and hash, a page of lines at a time: memory stays small whatever the size.
   common::Sha256 hash;
+  const BuildSink sink = open_sink ? open_sink(id) : BuildSink{};
   std::int64_t bytes = 0, rows = 0, after = 0;
   while (true) {
     auto page = tx.exec_params(
@@ -133,12 +134,14 @@ bool build_next_dataset_version(pqxx::connection& c) {
       const std::string_view line(r[1].c_str(), r[1].size());
       hash.update(line);
       hash.update("\n");
+      if (sink.line) sink.line(line);
       bytes += static_cast<std::int64_t>(line.size()) + 1;
       ++rows;
       after = r[0].as<std::int64_t>();
     }
   }
 
+  if (sink.finish) sink.finish();
   tx.exec_params0(
       "UPDATE dataset_versions v SET status = 'ready', ready_at = now(), item_count = $2, bytes = $3, sha256 = $4, "
       "  excluded_count = (SELECT count(*) FROM job_items i WHERE i.job_id = ANY(v.source_jobs) "

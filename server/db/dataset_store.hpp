@@ -6,7 +6,9 @@
 // from jsonb, whose text form has one key order for equal values, so a version hashes the same
 // whenever it is read.
 #include <cstdint>
+#include <functional>
 #include <optional>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -40,9 +42,17 @@ struct DatasetCreateResult {
 // refused.
 DatasetCreateResult create_dataset_version(pqxx::connection& c, std::int64_t team_id, const DatasetRequest& request);
 
+// Where a version's lines also go while it is built (a local file cache): every line in order,
+// then finish() just before the version turns ready. Either may be empty.
+struct BuildSink {
+  std::function<void(std::string_view line)> line;
+  std::function<void()> finish;
+};
+using OpenBuildSink = std::function<BuildSink(const std::string& version_id)>;
+
 // Claims one building version (SKIP LOCKED) and materialises it: its lines, counts, label counts,
 // vendor mix, bytes and sha256, then `ready`. Returns whether there was one.
-bool build_next_dataset_version(pqxx::connection& c);
+bool build_next_dataset_version(pqxx::connection& c, const OpenBuildSink& open_sink = {});
 
 // version: a number, or "latest" (the newest ready one). nullopt: no such dataset or version for
 // the team (another team's look the same).

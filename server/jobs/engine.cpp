@@ -564,8 +564,9 @@ db::BudgetChangeResult Dispatch::set_budget(std::int64_t team_id, const std::str
 
 // ---- Engine -------------------------------------------------------------------------------------
 
-Engine::Engine(Dispatch& dispatch, const config::DispatchConfig& options, WebhookDelivery* webhooks)
-    : dispatch_(dispatch), options_(options), webhooks_(webhooks) {
+Engine::Engine(Dispatch& dispatch, const config::DispatchConfig& options, WebhookDelivery* webhooks,
+               const datasets::FileCache* dataset_files)
+    : dispatch_(dispatch), options_(options), webhooks_(webhooks), dataset_files_(dataset_files) {
   char host[256] = {0};
   gethostname(host, sizeof host - 1);
   owner_ = std::string(host) + ":" + std::to_string(getpid()) + ":" + common::random_hex(4);
@@ -854,7 +855,19 @@ void Engine::run_dataset_builder() {
   while (!stopping_) {
     bool built = false;
     guarded("dataset build", [&] {
-      built = with_retry(dispatch_.pool(), [](auto& c) { return db::build_next_dataset_version(c); });
+      // The local copy is written as the lines are hashed; a failed attempt drops its writer and
+      // with it the partial file.
+      std::shared_ptr<datasets::FileCache::Writer> writer;
+      db::OpenBuildSink open_sink;
+      if (dataset_files_ && dataset_files_->enabled())
+        open_sink = [&](const std::string& version_id) {
+          writer.reset();  // a failed attempt's partial file goes before the next one starts
+          writer = dataset_files_->start(version_id);
+          if (!writer) return db::BuildSink{};
+          return db::BuildSink{[w = writer.get()](std::string_view line) { w->line(line); },
+                               [w = writer.get()] { w->finish(); }};
+        };
+      built = with_retry(dispatch_.pool(), [&](auto& c) { return db::build_next_dataset_version(c, open_sink); });
       if (built) log::info("dataset version built");
     });
     if (!built && !pause(options_.idle_wait)) return;

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "datasets/file_cache.hpp"
 #include "db/dispatch_store.hpp"
 #include "db/pool.hpp"
 #include "db/routing_store.hpp"
@@ -153,7 +154,9 @@ class Dispatch {
 
 class Engine {
  public:
-  Engine(Dispatch& dispatch, const config::DispatchConfig& options, WebhookDelivery* webhooks = nullptr);
+  // dataset_files: where built dataset versions are also written (may be null).
+  Engine(Dispatch& dispatch, const config::DispatchConfig& options, WebhookDelivery* webhooks = nullptr,
+         const datasets::FileCache* dataset_files = nullptr);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -181,6 +184,7 @@ class Engine {
   Dispatch& dispatch_;
   config::DispatchConfig options_;
   WebhookDelivery* webhooks_;
+  const datasets::FileCache* dataset_files_;
   std::string owner_;
   std::atomic<bool> stopping_{false};
   std::mutex mutex_;

@@ -1,6 +1,7 @@
 // Datasets (#7, first part) against a real PostgreSQL: creating versions from completed jobs,
 // building them (the builder's store call, as the engine's loop makes it), manifests, listing,
 // idempotency, immutability and deterministic bytes, roles and tenant isolation, bad input.
+#include <filesystem>
 #include <set>
 
 #include <catch2/catch.hpp>
@@ -8,6 +9,7 @@
 #include <pqxx/pqxx>
 
 #include "common/crypto.hpp"
+#include "datasets/file_cache.hpp"
 #include "db/dataset_store.hpp"
 #include "support/api_fixture.hpp"
 
@@ -303,4 +305,49 @@ TEST_CASE("datasets: items.jsonl streams the version's bytes with ETag, 304, ran
   // The connection stays usable after a streamed body (keep-alive is exercised by the client
   // closing each time; the server must still answer the next request).
   CHECK(api.healthy());
+}
+
+TEST_CASE("datasets: a version built with the file cache serves the same bytes from disk", "[.db][datasets]") {
+  DatasetApi api;
+  const auto job = api.completed_job(300, api.submitter, 500);
+  REQUIRE(api.create({{"name", "cached"}, {"jobs", {job}}}, api.submitter).status == 202);
+  const auto dir = std::filesystem::temp_directory_path() / ("lb-dataset-cache-test-" + common::random_hex(6));
+  datasets::FileCache cache(dir.string());
+  REQUIRE(cache.enabled());
+  std::string version_id;
+  {
+    pqxx::connection c(api.url());
+    std::unique_ptr<datasets::FileCache::Writer> writer;
+    REQUIRE(db::build_next_dataset_version(c, [&](const std::string& id) {
+      version_id = id;
+      writer = cache.start(id);
+      REQUIRE(writer);
+      return db::BuildSink{[&](std::string_view line) { writer->line(line); }, [&] { writer->finish(); }};
+    }));
+  }
+  const auto bytes = api.bytes_of("cached", 1);
+  auto read_all = [](http::BodySource& source) {
+    std::string out;
+    while (source.next(out, 4096)) {
+    }
+    return out;
+  };
+  auto whole = cache.open(version_id, bytes.size(), 0, bytes.size());
+  REQUIRE(whole);
+  CHECK(whole->length() == bytes.size());
+  CHECK(read_all(*whole) == bytes);
+  auto slice = cache.open(version_id, bytes.size(), 1000, 50000);
+  REQUIRE(slice);
+  CHECK(read_all(*slice) == bytes.substr(1000, 49000));
+  // A file of another size is not trusted (the download then reads the database).
+  CHECK_FALSE(cache.open(version_id, bytes.size() + 1, 0, bytes.size() + 1));
+  CHECK_FALSE(cache.open("00000000-0000-0000-0000-000000000000", 10, 0, 10));
+  // A writer dropped before finish() leaves nothing behind; a disabled cache writes nothing.
+  cache.start("abandoned")->line("x");
+  CHECK_FALSE(std::filesystem::exists(dir / "abandoned.jsonl"));
+  CHECK(std::distance(std::filesystem::directory_iterator(dir), std::filesystem::directory_iterator()) == 1);
+  datasets::FileCache off("");
+  CHECK_FALSE(off.enabled());
+  CHECK_FALSE(off.start(version_id));
+  std::filesystem::remove_all(dir);
 }
