@@ -157,3 +157,11 @@ TEST_CASE("config: the routing section is read and checked", "[config]") {
   CHECK(error_of(R"({"routing": {"team_max_share": []}})") ==
         "test.json: $.routing.team_max_share: expected an object, got array");
 }
+
+TEST_CASE("config: the datasets section", "[config]") {
+  CHECK_FALSE(parse_config("{}", "test.json", fake_env({})).datasets.cache_dir);
+  CHECK(parse_config(R"({"datasets": {"cache_dir": ""}})", "test.json", fake_env({})).datasets.cache_dir == "");
+  CHECK(parse_config(R"({"datasets": {"cache_dir": "/var/cache/lb"}})", "test.json", fake_env({})).datasets.cache_dir ==
+        "/var/cache/lb");
+  CHECK(error_of(R"({"datasets": {"cache": "x"}})") == "test.json: $.datasets.cache: unknown key");
+}
