@@ -15,7 +15,7 @@
 
 #include "common/crypto.hpp"
 #include "db/dataset_store.hpp"
-#include "support/api_fixture.hpp"
+#include "support/dataset_fixture.hpp"
 #include "support/process.hpp"
 #include "tools/brokerctl/brokerctl.hpp"
 
@@ -28,17 +28,6 @@ namespace {
 
 const std::string kBrokerctl =
     std::string(LABELBROKER_BINARY).substr(0, std::string(LABELBROKER_BINARY).rfind('/')) + "/brokerctl";
-
-constexpr const char* kVendors = R"({"vendors": [
-  {"id": "scale", "kind": "scale", "base_url": "http://127.0.0.1:9/scale/v1",
-   "api_key": "k1", "callback_secret": "callback-secret-scale-0123",
-   "capabilities": {"task_types": ["classification"], "domains": ["general"], "expertise": ["general"]},
-   "prices": {"classification": "0.04", "preference": "0.06", "rating": "0.08"}},
-  {"id": "surge", "kind": "surge", "base_url": "http://127.0.0.1:9/surge/api",
-   "api_key": "k3", "callback_secret": "callback-secret-surge-0123",
-   "capabilities": {"task_types": ["classification"], "domains": ["general"], "expertise": ["general"]},
-   "payment_per_response": "0.15"}
-]})";
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -61,62 +50,8 @@ std::string scratch_dir() {
   return dir.string();
 }
 
-class Brokerctl : public ApiFixture {
+class Brokerctl : public DatasetFixture {
  public:
-  Brokerctl() : ApiFixture(kVendors) {}
-
-  // A job of `items` labeled items (confidence k / items), one unlabeled and one gold item,
-  // made `completed` by SQL as dispatch would leave it.
-  std::string completed_job(int items, const std::string& key, std::size_t padding = 0) {
-    json body = job_body(items, padding);
-    auto created = post("/v1/jobs", body.dump(), key);
-    REQUIRE(created.status == 201);
-    const std::string id = json::parse(created.body)["id"];
-    pqxx::connection c(url());
-    pqxx::work tx(c);
-    for (int k = 1; k <= items; ++k) {
-      const std::string item = "i-" + std::to_string(100 + k);
-      tx.exec_params0("UPDATE job_items SET state = 'labeled', label = $3, confidence = $4, method = 'majority' "
-                      "WHERE job_id = $1 AND item_id = $2",
-                      id, item, k % 2 ? "a" : "b", static_cast<double>(k) / items);
-      tx.exec_params0("INSERT INTO assignments (job_id, item_id, vendor_id, state, answer, worker_id) "
-                      "VALUES ($1, $2, 'scale', 'completed', $3, 'scale-w')",
-                      id, item, k % 2 ? "a" : "b");
-    }
-    tx.exec_params0("UPDATE job_items SET state = 'unlabeled' WHERE job_id = $1 AND item_id = $2", id,
-                    "i-" + std::to_string(101 + items));
-    tx.exec_params0("UPDATE jobs SET status = 'completed' WHERE id = $1", id);
-    tx.commit();
-    return id;
-  }
-
-  static json job_body(int items, std::size_t padding = 0) {
-    json body = {{"name", "j"},
-                 {"task_type", "classification"},
-                 {"domain", "general"},
-                 {"labels", {"a", "b"}},
-                 {"items", json::array()},
-                 {"gold", {{{"id", "g-1"}, {"data", {{"text", "gold"}}}, {"answer", "a"}}}},
-                 {"budget_usd", "10.00"},
-                 {"deadline", "2099-01-01T00:00:00Z"}};
-    for (int k = 1; k <= items + 1; ++k)
-      body["items"].push_back({{"id", "i-" + std::to_string(100 + k)},
-                               {"data", {{"text", "note " + std::to_string(k) + std::string(padding, 'x')}}}});
-    return body;
-  }
-
-  void build_all() {
-    pqxx::connection c(url());
-    while (db::build_next_dataset_version(c)) {
-    }
-  }
-
-  json manifest(const std::string& name, const std::string& version) {
-    auto got = get("/v1/datasets/" + name + "/versions/" + version, viewer);
-    REQUIRE(got.status == 200);
-    return json::parse(got.body);
-  }
-
   RunResult ctl(std::vector<std::string> args, const std::string& key) {
     args.insert(args.begin(), kBrokerctl);
     return run_process(args, {{"LABELBROKER_URL", "http://127.0.0.1:" + std::to_string(port())},
