@@ -1,7 +1,6 @@
 #include "api/dataset_routes.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <memory>
 #include <stdexcept>
 #include <regex>
@@ -83,8 +82,7 @@ std::vector<http::FieldError> parse_request(const json& body, db::DatasetRequest
 http::Response create(db::ConnectionPool& pool, http::Request& request, const Caller& caller) {
   db::DatasetRequest dataset;
   if (auto header = request.header("Idempotency-Key")) {
-    const bool printable = std::all_of(header->begin(), header->end(), [](char c) { return c > 0x20 && c < 0x7F; });
-    if (header->empty() || header->size() > 255 || !printable)
+    if (!common::is_idempotency_key(*header))
       return http::problem(400, "bad-query", "Bad query parameter",
                            "Idempotency-Key must be 1 to 255 visible ASCII characters");
     dataset.idempotency_key = std::string(*header);
@@ -155,13 +153,7 @@ std::optional<ByteRange> parse_range(std::string_view header, std::uint64_t leng
   if (spec.find(',') != std::string_view::npos) return std::nullopt;  // several ranges: send it all
   const auto dash = spec.find('-');
   if (dash == std::string_view::npos) return std::nullopt;
-  auto number = [](std::string_view text) -> std::optional<std::uint64_t> {
-    std::uint64_t value = 0;
-    if (text.empty()) return std::nullopt;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
-    return value;
-  };
+  const auto number = common::parse_uint;
   const auto first = spec.substr(0, dash), last = spec.substr(dash + 1);
   ByteRange range;
   if (first.empty()) {  // the last N bytes

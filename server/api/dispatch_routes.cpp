@@ -1,6 +1,6 @@
 #include "api/dispatch_routes.hpp"
 
-#include <charconv>
+#include <limits>
 
 #include <nlohmann/json.hpp>
 
@@ -14,12 +14,11 @@
 namespace labelbroker::api {
 namespace {
 
-// A positive decimal integer query value; nullopt when malformed.
+// A positive decimal integer query value that fits a bigint; nullopt when malformed.
 std::optional<std::int64_t> positive_integer(std::string_view text) {
-  std::int64_t value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || value < 1) return std::nullopt;
-  return value;
+  const auto value = common::parse_uint(text);
+  if (!value || *value < 1 || *value > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) return std::nullopt;
+  return static_cast<std::int64_t>(*value);
 }
 
 // Vendors call back here when a task is done. The adapter checks the vendor's authentication

@@ -96,10 +96,9 @@ std::optional<std::string> decode_cursor(std::string_view text) {
 std::optional<std::size_t> page_size(const http::Request& request, std::size_t fallback, std::size_t max) {
   auto text = request.query_param("limit");
   if (!text) return fallback;
-  std::size_t value = 0;
-  auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
-  if (ec != std::errc() || end != text->data() + text->size() || value < 1 || value > max) return std::nullopt;
-  return value;
+  const auto value = common::parse_uint(*text);
+  if (!value || *value < 1 || *value > max) return std::nullopt;
+  return static_cast<std::size_t>(*value);
 }
 
 // ---- JSON views ----------------------------------------------------------------------------
@@ -213,8 +212,7 @@ class JobRoutes {
   http::Response create(http::Request& request, const Caller& caller) {
     std::optional<std::string> key;
     if (auto header = request.header("Idempotency-Key")) {
-      const bool printable = std::all_of(header->begin(), header->end(), [](char c) { return c > 0x20 && c < 0x7F; });
-      if (header->empty() || header->size() > 255 || !printable)
+      if (!common::is_idempotency_key(*header))
         return bad_query("Idempotency-Key must be 1 to 255 visible ASCII characters");
       key = std::string(*header);
     }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 
 namespace labelbroker::common {
 
@@ -25,6 +26,18 @@ bool is_uuid(std::string_view s) {
     if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i]))) return false;
   }
   return true;
+}
+
+std::optional<std::uint64_t> parse_uint(std::string_view s) {
+  std::uint64_t value = 0;
+  if (s.empty()) return std::nullopt;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return value;
+}
+
+bool is_idempotency_key(std::string_view s) {
+  return !s.empty() && s.size() <= 255 && std::all_of(s.begin(), s.end(), [](char c) { return c > 0x20 && c < 0x7F; });
 }
 
 }  // namespace labelbroker::common

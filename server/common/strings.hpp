@@ -1,5 +1,6 @@
 #pragma once
 // Small string helpers shared by the HTTP server, the vendor client and the adapters.
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,5 +19,12 @@ std::optional<std::string_view> find_field(const std::vector<std::pair<std::stri
 // The canonical text form of a UUID (8-4-4-4-12 hex digits). Ids the broker hands out are UUIDs;
 // anything else cannot name one of its rows, and must not reach a ::uuid cast (a 500).
 bool is_uuid(std::string_view s);
+
+// A whole string of decimal digits as a number (query parameters, path segments, Range bounds);
+// nullopt for anything else: empty, a sign, spaces, or a value that does not fit.
+std::optional<std::uint64_t> parse_uint(std::string_view s);
+
+// An Idempotency-Key header value the broker accepts: 1 to 255 visible ASCII characters.
+bool is_idempotency_key(std::string_view s);
 
 }  // namespace labelbroker::common

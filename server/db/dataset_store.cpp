@@ -1,8 +1,11 @@
 #include "db/dataset_store.hpp"
 
+#include <limits>
+
 #include <pqxx/pqxx>
 
 #include "common/crypto.hpp"
+#include "common/strings.hpp"
 
 namespace labelbroker::db {
 namespace {
@@ -13,6 +16,32 @@ constexpr const char* kTime = "YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"";
 
 std::string rfc3339(const std::string& column) {
   return "to_char(" + column + " AT TIME ZONE 'UTC', '" + kTime + "')";
+}
+
+// One version of the team's dataset: a number, or "latest" (the newest ready one). Columns: name,
+// version, status, created_at, source_jobs, item_count, excluded_count, label_counts, vendor_mix,
+// aggregation, bytes, sha256, min_confidence, include, ready_at, id. nullopt: none (another
+// team's look the same).
+std::optional<pqxx::row> find_version(pqxx::transaction_base& tx, std::int64_t team_id, const std::string& name,
+                                      const std::string& version) {
+  std::optional<int> number;
+  if (version != "latest") {
+    const auto n = common::parse_uint(version);
+    if (!n || *n < 1 || *n > static_cast<std::uint64_t>(std::numeric_limits<int>::max())) return std::nullopt;
+    number = static_cast<int>(*n);
+  }
+  auto rows = tx.exec_params(
+      "SELECT d.name, v.version, v.status, " + rfc3339("v.created_at") + ", array_to_json(v.source_jobs)::text, "
+      "  v.item_count, v.excluded_count, coalesce(v.label_counts, '{}')::text, coalesce(v.vendor_mix, '{}')::text, "
+      "  coalesce(v.aggregation, '{}')::text, v.bytes, v.sha256, v.min_confidence, array_to_json(v.include)::text, "
+      "  " + rfc3339("v.ready_at") + ", v.id::text "
+      "FROM datasets d JOIN dataset_versions v ON v.dataset_id = d.id "
+      "WHERE d.team_id = $1 AND d.name = $2 AND ($3::int IS NULL OR v.version = $3) "
+      "  AND ($3::int IS NOT NULL OR v.status = 'ready') "
+      "ORDER BY v.version DESC LIMIT 1",
+      team_id, name, number);
+  if (rows.empty()) return std::nullopt;
+  return rows[0];
 }
 
 }  // namespace
@@ -163,20 +192,16 @@ bool build_next_dataset_version(pqxx::connection& c, const OpenBuildSink& open_s
 
 std::optional<ReadyFile> find_dataset_file(pqxx::connection& c, std::int64_t team_id, const std::string& name,
                                            const std::string& version) {
-  auto manifest = load_dataset_manifest(c, team_id, name, version);
-  if (!manifest) return std::nullopt;
-  ReadyFile file;
-  file.status = (*manifest)["status"].get<std::string>();
-  if (file.status != "ready") return file;
   pqxx::read_transaction tx(c);
-  file.version_id = tx.exec_params1(
-                          "SELECT v.id::text FROM datasets d JOIN dataset_versions v ON v.dataset_id = d.id "
-                          "WHERE d.team_id = $1 AND d.name = $2 AND v.version = $3",
-                          team_id, name, (*manifest)["version"].get<int>())[0]
-                        .as<std::string>();
-  file.version = (*manifest)["version"].get<int>();
-  file.bytes = (*manifest)["files"][0]["bytes"].get<std::uint64_t>();
-  file.sha256 = (*manifest)["files"][0]["sha256"].get<std::string>();
+  const auto row = find_version(tx, team_id, name, version);
+  if (!row) return std::nullopt;
+  ReadyFile file;
+  file.status = (*row)[2].as<std::string>();
+  if (file.status != "ready") return file;
+  file.version = (*row)[1].as<int>();
+  file.bytes = (*row)[10].as<std::uint64_t>();
+  file.sha256 = (*row)[11].as<std::string>();
+  file.version_id = (*row)[15].as<std::string>();
   return file;
 }
 
@@ -216,29 +241,9 @@ std::string read_dataset_bytes(pqxx::connection& c, const std::string& version_i
 std::optional<json> load_dataset_manifest(pqxx::connection& c, std::int64_t team_id, const std::string& name,
                                           const std::string& version) {
   pqxx::read_transaction tx(c);
-  std::optional<int> number;
-  if (version != "latest") {
-    try {
-      std::size_t used = 0;
-      const int n = std::stoi(version, &used);
-      if (used != version.size() || n < 1) return std::nullopt;
-      number = n;
-    } catch (const std::exception&) {
-      return std::nullopt;
-    }
-  }
-  auto rows = tx.exec_params(
-      "SELECT d.name, v.version, v.status, " + rfc3339("v.created_at") + ", array_to_json(v.source_jobs)::text, "
-      "  v.item_count, v.excluded_count, coalesce(v.label_counts, '{}')::text, coalesce(v.vendor_mix, '{}')::text, "
-      "  coalesce(v.aggregation, '{}')::text, v.bytes, v.sha256, v.min_confidence, array_to_json(v.include)::text, "
-      "  " + rfc3339("v.ready_at") + " "
-      "FROM datasets d JOIN dataset_versions v ON v.dataset_id = d.id "
-      "WHERE d.team_id = $1 AND d.name = $2 AND ($3::int IS NULL OR v.version = $3) "
-      "  AND ($3::int IS NOT NULL OR v.status = 'ready') "
-      "ORDER BY v.version DESC LIMIT 1",
-      team_id, name, number);
-  if (rows.empty()) return std::nullopt;
-  const auto& r = rows[0];
+  const auto row = find_version(tx, team_id, name, version);
+  if (!row) return std::nullopt;
+  const auto& r = *row;
   json m = {{"name", r[0].as<std::string>()},
             {"version", r[1].as<int>()},
             {"status", r[2].as<std::string>()},

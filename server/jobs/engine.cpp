@@ -59,7 +59,16 @@ std::chrono::milliseconds retry_backoff(int attempt, std::chrono::milliseconds i
 
 VendorBook::VendorBook(const vendors::VendorSet& vendors, const std::vector<config::VendorConfig>& configs,
                        const config::RoutingConfig& routing)
-    : vendors_(vendors), configs_(configs) {
+    : vendors_(vendors) {
+  for (const auto& c : configs) {
+    // Already validated by the adapter's factory at start-up.
+    Configured& out = configured_[c.id];
+    out.enabled = c.settings.value("enabled", true);
+    out.weight = c.settings.value("weight", 1.0);
+    out.max_outstanding = c.settings.value("max_outstanding_units", std::int64_t{0});
+    const auto cap = c.settings.value("monthly_spend_cap_usd", std::string());
+    if (!cap.empty()) out.monthly_cap = common::parse_usd_micros(cap);
+  }
   breaker_options_.consecutive_failures = routing.breaker_consecutive_failures;
   breaker_options_.failure_rate = routing.breaker_failure_rate;
   breaker_options_.min_requests = routing.breaker_min_requests;
@@ -68,17 +77,8 @@ VendorBook::VendorBook(const vendors::VendorSet& vendors, const std::vector<conf
 }
 
 VendorBook::Configured VendorBook::configured(const std::string& vendor_id) const {
-  Configured out;
-  for (const auto& c : configs_) {
-    if (c.id != vendor_id) continue;
-    // Already validated by the adapter's factory at start-up.
-    out.enabled = c.settings.value("enabled", true);
-    out.weight = c.settings.value("weight", 1.0);
-    out.max_outstanding = c.settings.value("max_outstanding_units", std::int64_t{0});
-    const auto cap = c.settings.value("monthly_spend_cap_usd", std::string());
-    if (!cap.empty()) out.monthly_cap = common::parse_usd_micros(cap);
-  }
-  return out;
+  auto it = configured_.find(vendor_id);
+  return it == configured_.end() ? Configured{} : it->second;
 }
 
 std::pair<bool, double> VendorBook::effective(const std::string& vendor_id) const {
@@ -146,12 +146,6 @@ void VendorBook::record_failure(const std::string& vendor_id, std::optional<std:
               {{"vendor", vendor_id}, {"consecutive_failures", it->second.consecutive_failures()}});
 }
 
-routing::BreakerState VendorBook::breaker_state(const std::string& vendor_id) const {
-  std::lock_guard lock(mutex_);
-  auto it = breakers_.find(vendor_id);
-  return it == breakers_.end() ? routing::BreakerState::closed : it->second.state(std::chrono::steady_clock::now());
-}
-
 nlohmann::json VendorBook::describe(const std::string& vendor_id) const {
   const auto steady_now = std::chrono::steady_clock::now();
   const auto wall_now = std::chrono::system_clock::now();
@@ -213,15 +207,14 @@ double rounded(double x, double unit = 1e-4) { return std::round(x / unit) * uni
 
 // The decision as the log and GET /v1/jobs/{id}/routing show it.
 nlohmann::json decision_json(const routing::Decision& d, const std::vector<routing::VendorFacts>& facts,
-                             const std::vector<routing::Removal>& removals, const std::string& scope) {
+                             const std::vector<routing::Verdict>& verdicts, const std::string& scope) {
   nlohmann::json vendors_json = nlohmann::json::array();
   for (std::size_t i = 0; i < d.vendors.size(); ++i) {
     const auto& v = d.vendors[i];
     nlohmann::json line = {{"vendor", v.id}, {"eligible", v.eligible}};
     if (!v.eligible) {
-      line["removed_by"] = routing::to_string(removals[i]);
-      const auto colon = v.removal_reason.find(": ");
-      line["detail"] = colon == std::string::npos ? v.removal_reason : v.removal_reason.substr(colon + 2);
+      line["removed_by"] = routing::to_string(verdicts[i].removal);
+      line["detail"] = verdicts[i].detail;
     } else {
       line["sampled_accuracy"] = rounded(v.sampled_p);
       line["gold_evidence"] = {{"correct", rounded(facts[i].gold_correct, 0.01)}, {"n", rounded(facts[i].gold_n, 0.01)}};
@@ -337,15 +330,17 @@ db::PlannedChunk Dispatch::plan(const db::DispatchJob& job, const std::vector<st
     chunk.items.push_back(std::move(item));
   }
   chunk.routing.counters = std::move(counters);
-  chunk.routing.decision = decision_json(result.decision, vf, result.removals, routing::counter_scope(jf));
+  chunk.routing.decision = decision_json(result.decision, vf, result.verdicts, routing::counter_scope(jf));
   // No vendor can take the items now. If that may pass (a breaker, capacity, a spend cap, an
   // admin's drain, a quality floor whose evidence fades), the chunk waits and is routed again
   // later; only vendors that can never take the job (capabilities, allow and deny lists) make its
   // items end unlabeled at once.
-  const bool none_eligible = std::none_of(result.removals.begin(), result.removals.end(),
-                                          [](routing::Removal r) { return r == routing::Removal::none; });
-  const bool may_pass = std::any_of(result.removals.begin(), result.removals.end(), [](routing::Removal r) {
+  const auto& verdicts = result.verdicts;
+  const bool none_eligible = std::none_of(verdicts.begin(), verdicts.end(),
+                                          [](const routing::Verdict& v) { return v.removal == routing::Removal::none; });
+  const bool may_pass = std::any_of(verdicts.begin(), verdicts.end(), [](const routing::Verdict& v) {
     using routing::Removal;
+    const auto r = v.removal;
     return r != Removal::capability && r != Removal::job_allow_list && r != Removal::job_deny_list &&
            r != Removal::team_deny_list;
   });
@@ -359,13 +354,13 @@ std::optional<db::RerouteChoice> Dispatch::reroute(const db::DispatchJob& job, c
   const auto vf = vendor_facts(job, facts);
   const auto scope = routing::counter_scope(jf);
   std::optional<std::string> chosen;
+  std::vector<routing::Verdict> verdicts;
   {
     std::lock_guard lock(facts_mutex_);
-    chosen = router_.reroute(jf, vf, used, thread_rng(), reroute_counters_[scope]);
+    chosen = router_.reroute(jf, vf, used, thread_rng(), reroute_counters_[scope], &verdicts);
   }
   if (!chosen) return std::nullopt;
-  // The log keeps why each vendor could or could not take it; scores are those of the first choice.
-  const auto verdicts = router_.filter(jf, vf);
+  // The log keeps why each vendor could or could not take it.
   nlohmann::json candidates = nlohmann::json::array();
   for (std::size_t i = 0; i < vf.size(); ++i) {
     nlohmann::json line = {{"vendor", vf[i].id}};

@@ -59,7 +59,6 @@ class VendorBook {
   void release_probe(const std::string& vendor_id);
   void record_success(const std::string& vendor_id);
   void record_failure(const std::string& vendor_id, std::optional<std::chrono::milliseconds> retry_after = {});
-  routing::BreakerState breaker_state(const std::string& vendor_id) const;
   // {state, consecutive_failures, window_requests, window_failures, opened_at, reopen_at}
   nlohmann::json describe(const std::string& vendor_id) const;
 
@@ -78,7 +77,7 @@ class VendorBook {
   Configured configured(const std::string& vendor_id) const;
 
   const vendors::VendorSet& vendors_;  // read at each call: tests fill it after construction
-  std::vector<config::VendorConfig> configs_;
+  std::map<std::string, Configured> configured_;  // the vendors' entries, read once
   routing::BreakerOptions breaker_options_;
   mutable std::mutex mutex_;
   mutable std::map<std::string, routing::CircuitBreaker> breakers_;

@@ -191,12 +191,9 @@ AllocationOptions allocation_options(const RoutingOptions& o, const JobFacts& jo
 
 RouteResult Router::route(const JobFacts& job, const std::vector<VendorFacts>& vendors, std::size_t items,
                           std::mt19937_64& rng, CounterBook& counters) const {
-  const auto verdicts = filter(job, vendors);
   RouteResult result;
-  result.removals.reserve(vendors.size());
-  for (const auto& v : verdicts) result.removals.push_back(v.removal);
-
-  const auto inputs = allocation_inputs(vendors, verdicts, options_);
+  result.verdicts = filter(job, vendors);
+  const auto inputs = allocation_inputs(vendors, result.verdicts, options_);
   result.decision = decide_shares(inputs, allocation_options(options_, job), rng);
 
   std::vector<double> shares, restored;
@@ -226,8 +223,9 @@ RouteResult Router::route(const JobFacts& job, const std::vector<VendorFacts>& v
 
 std::optional<std::string> Router::reroute(const JobFacts& job, const std::vector<VendorFacts>& vendors,
                                            const std::vector<std::string>& used, std::mt19937_64& rng,
-                                           CounterBook& counters) const {
+                                           CounterBook& counters, std::vector<Verdict>* filtered) const {
   auto verdicts = filter(job, vendors);
+  if (filtered) *filtered = verdicts;
   bool any = false;
   for (std::size_t i = 0; i < vendors.size(); ++i) {
     if (verdicts[i].removal == Removal::none && contains(used, vendors[i].id))

@@ -135,7 +135,7 @@ struct Verdict {
 struct RouteResult {
   Decision decision;                          // every vendor, in input order, with its reason
   std::vector<std::vector<std::string>> items;  // per item, distinct vendor ids
-  std::vector<Removal> removals;              // per vendor, the reason code (none: eligible)
+  std::vector<Verdict> verdicts;              // per vendor, in input order (removal none: eligible)
 };
 
 // Gold evidence that forgets, so a vendor whose quality slips is noticed within a few hundred
@@ -170,10 +170,11 @@ class Router {
 
   // One more vendor for an item whose unit failed or was moved, excluding `used` (vendors the
   // item already had). nullopt when no eligible vendor is left. Share caps still shape the choice
-  // but never leave an item without a vendor when an eligible one exists.
+  // but never leave an item without a vendor when an eligible one exists. `filtered`, if given,
+  // receives step 1's verdicts (for the decision log).
   std::optional<std::string> reroute(const JobFacts& job, const std::vector<VendorFacts>& vendors,
                                      const std::vector<std::string>& used, std::mt19937_64& rng,
-                                     CounterBook& counters) const;
+                                     CounterBook& counters, std::vector<Verdict>* filtered = nullptr) const;
 
  private:
   RoutingOptions options_;

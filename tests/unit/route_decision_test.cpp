@@ -202,7 +202,7 @@ TEST_CASE("route gives distinct vendors per item, keeps shares in the box and pe
   for (int batch = 0; batch < 20; ++batch) {
     auto result = router.route(j, v, 100, rng, counters);
     REQUIRE(result.items.size() == 100);
-    CHECK(result.removals[3] == Removal::disabled);
+    CHECK(result.verdicts[3].removal == Removal::disabled);
     CHECK(result.decision.vendors[3].removal_reason.rfind("disabled", 0) == 0);
     for (const auto& item : result.items) {
       REQUIRE(item.size() == 2);

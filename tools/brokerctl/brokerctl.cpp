@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -24,8 +25,10 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
-#include <openssl/evp.h>
 
+#include "common/crypto.hpp"
+#include "common/strings.hpp"
+#include "vendors/common/adapter_support.hpp"
 #include "vendors/common/http_client.hpp"
 
 namespace labelbroker::brokerctl {
@@ -178,14 +181,10 @@ Args parse_args(const std::vector<std::string>& args, std::size_t from, const st
 int parse_timeout(const Args& args) {
   auto v = args.value("--timeout");
   if (!v) return kDefaultTimeoutSeconds;
-  try {
-    std::size_t used = 0;
-    const int seconds = std::stoi(*v, &used);
-    if (used != v->size() || seconds <= 0) throw std::invalid_argument("");
-    return seconds;
-  } catch (const std::logic_error&) {
+  const auto seconds = common::parse_uint(*v);
+  if (!seconds || *seconds == 0 || *seconds > static_cast<std::uint64_t>(std::numeric_limits<int>::max()))
     throw UsageError("--timeout takes a positive number of seconds, not \"" + *v + "\"");
-  }
+  return static_cast<int>(*seconds);
 }
 
 std::vector<std::string> split_list(const std::string& text) {
@@ -197,49 +196,17 @@ std::vector<std::string> split_list(const std::string& text) {
   return out;
 }
 
-std::string encode_segment(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
-// Streams a SHA-256 (OpenSSL EVP) so files are hashed in constant memory.
-class Sha256 {
- public:
-  Sha256() : ctx_(EVP_MD_CTX_new(), EVP_MD_CTX_free) {
-    if (!ctx_ || EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr) != 1) throw std::runtime_error("SHA-256 unavailable");
-  }
-  void update(const char* data, std::size_t size) { EVP_DigestUpdate(ctx_.get(), data, size); }
-  std::string hex() {
-    std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
-    unsigned int size = 0;
-    EVP_DigestFinal_ex(ctx_.get(), digest.data(), &size);
-    std::ostringstream out;
-    for (unsigned int i = 0; i < size; ++i) out << std::hex << std::setw(2) << std::setfill('0') << int(digest[i]);
-    return out.str();
-  }
-
- private:
-  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx_;
-};
+// Ids and names as URL path segments: unreserved characters stay, everything else is escaped.
+std::string encode_segment(std::string_view s) { return vendors::url_encode(s); }
 
 std::optional<std::string> sha256_of_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return std::nullopt;
-  Sha256 sha;
+  common::Sha256 sha;
   std::vector<char> buffer(1024 * 1024);
   while (in) {
     in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-    sha.update(buffer.data(), static_cast<std::size_t>(in.gcount()));
+    sha.update(std::string_view(buffer.data(), static_cast<std::size_t>(in.gcount())));
   }
   if (in.bad()) return std::nullopt;
   return sha.hex();

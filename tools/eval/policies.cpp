@@ -38,7 +38,8 @@ class RouterPolicy final : public Policy {
         out.vendor[u * static_cast<std::size_t>(out.stride) + k] = index_of(facts, ids[k]);
     }
     out.eligible = 0;
-    for (Removal r : result.removals) out.eligible += r == Removal::none || r == Removal::over_share_cap;
+    for (const auto& v : result.verdicts)
+      out.eligible += v.removal == Removal::none || v.removal == Removal::over_share_cap;
     out.cap_unsatisfiable = result.decision.cap_unsatisfiable;
   }
 
