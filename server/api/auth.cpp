@@ -17,7 +17,34 @@ http::Response unauthorized() {
   return r;
 }
 
+std::optional<auth::RateLimitPolicy> own_policy(const db::KeyRecord& record) {
+  if (!record.rate_per_second || !record.rate_burst) return std::nullopt;
+  return auth::RateLimitPolicy{*record.rate_per_second, *record.rate_burst};
+}
+
+http::Response rate_limited(std::chrono::seconds retry_after) {
+  http::Response r = http::problem(429, "rate-limited", "Too many requests",
+                                   "this API key is over its rate limit; retry after " +
+                                       std::to_string(retry_after.count()) + " s");
+  r.headers.set("Retry-After", std::to_string(retry_after.count()));
+  return r;
+}
+
+Caller caller_of(const db::KeyRecord& record, auth::Role role) {
+  return Caller{record.team_id, record.team_name, role, record.key_id, record.prefix};
+}
+
 }  // namespace
+
+db::AuditContext audit_context(const Caller& caller, const http::Request& request) {
+  db::AuditContext context;
+  context.actor.type = "api_key";
+  context.actor.key_id = caller.key_id;
+  context.actor.key_prefix = caller.key_prefix;
+  context.actor.team = caller.team;
+  if (!request.request_id.empty()) context.request_id = request.request_id;
+  return context;
+}
 
 KeyCache::KeyCache(std::chrono::milliseconds ttl, std::size_t max_entries, std::function<Clock::time_point()> now)
     : now_(std::move(now)), max_entries_(max_entries), ttl_(ttl) {}
@@ -141,6 +168,22 @@ http::Handler require_role(db::ConnectionPool& pool, KeyCache& keys, auth::Role 
     if (!record) return unauthorized();
     auto role = auth::parse_role(record->role);
     if (!role) return unauthorized();  // a role this build does not know grants nothing
+    auth::RateLimiter::Decision admitted;
+    try {
+      admitted = auth::shared_rate_limiter().admit(
+          record->key_id, own_policy(*record), [&pool](std::int64_t key_id, const auth::RateLimitPolicy& p, int wanted) {
+            const auto t = pool.run([&](pqxx::connection& c) {
+              return db::take_rate_tokens(c, key_id, p.per_second, p.burst, wanted);
+            });
+            return auth::TokenGrant{t.granted, t.tokens_left};
+          });
+    } catch (const std::exception& e) {
+      // The limit protects the service, it is not a gate to it: when the bucket cannot be read
+      // the request goes on (and meets the database's own failure if it needs the database).
+      common::log::warn("could not check the rate limit; request admitted",
+                        {{"key_prefix", key->prefix}, {"error", e.what()}});
+    }
+    if (!admitted.allowed) return rate_limited(admitted.retry_after);
     if (!auth::role_allows(*role, need)) {
       return http::problem(403, "forbidden", "Forbidden",
                            "this API key has the " + std::string(auth::to_string(*role)) + " role; " +
@@ -159,7 +202,7 @@ http::Handler require_role(db::ConnectionPool& pool, KeyCache& keys, auth::Role 
         common::log::warn("could not record API key use", {{"key_prefix", key->prefix}, {"error", e.what()}});
       }
     }
-    return handler(request, Caller{record->team_id, record->team_name, *role, record->key_id});
+    return handler(request, caller_of(*record, *role));
   };
 }
 
@@ -173,7 +216,10 @@ std::optional<Caller> cached_caller(const http::Request& request, auth::Role nee
   if (!record || keys.touch_due(key->prefix)) return std::nullopt;
   auto role = auth::parse_role(record->role);
   if (!role || !auth::role_allows(*role, need)) return std::nullopt;
-  return Caller{record->team_id, record->team_name, *role, record->key_id};
+  // Only a token already leased to this process; asking the shared bucket is the worker's job.
+  auto admitted = auth::shared_rate_limiter().try_local(record->key_id, own_policy(*record));
+  if (!admitted || !admitted->allowed) return std::nullopt;
+  return caller_of(*record, *role);
 }
 
 }  // namespace labelbroker::api

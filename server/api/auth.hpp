@@ -1,8 +1,9 @@
 #pragma once
 // Bearer API-key authentication for /v1 routes. A handler wrapped by require_role() runs only for
-// a valid, unrevoked key whose role allows the route; it receives the caller's team.
-// Missing, malformed, unknown, revoked or wrong keys all get the same 401, so nothing is learned
-// by probing; a valid key with too small a role gets 403.
+// a valid, unrevoked, unexpired key within its rate limit whose role allows the route; it receives
+// the caller's team. Missing, malformed, unknown, revoked or wrong keys all get the same 401, so
+// nothing is learned by probing; a key over its rate limit gets 429 with Retry-After (counted
+// before the role check, so refused requests count too); a valid key with too small a role 403.
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -14,6 +15,8 @@
 #include <unordered_map>
 
 #include "auth/api_key.hpp"
+#include "auth/rate_limiter.hpp"
+#include "db/admin_store.hpp"
 #include "db/pool.hpp"
 #include "db/team_store.hpp"
 #include "http/router.hpp"
@@ -25,7 +28,11 @@ struct Caller {
   std::string team;
   auth::Role role = auth::Role::viewer;
   std::int64_t key_id = 0;
+  std::string key_prefix;
 };
+
+// Who to name in the audit trail for a change this caller makes with this request.
+db::AuditContext audit_context(const Caller& caller, const http::Request& request);
 
 // Verified API keys by prefix, so that a key in steady use costs no database round trip: a key
 // found in the database and whose secret matched is reused for `ttl`, so revocation and role

@@ -177,22 +177,6 @@ std::optional<ByteRange> parse_range(std::string_view header, std::uint64_t leng
   return range;
 }
 
-bool etag_matches(std::string_view header, const std::string& etag) {
-  if (header == "*") return true;
-  std::size_t start = 0;
-  while (start <= header.size()) {
-    auto comma = header.find(',', start);
-    auto token = header.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
-    while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
-    while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
-    if (token.substr(0, 2) == "W/") token.remove_prefix(2);
-    if (token == etag) return true;
-    if (comma == std::string_view::npos) break;
-    start = comma + 1;
-  }
-  return false;
-}
-
 http::Response download(db::ConnectionPool& pool, const datasets::FileCache* files, http::Request& request,
                         const Caller& caller) {
   const std::string name(request.path_param("name"));
@@ -212,7 +196,7 @@ http::Response download(db::ConnectionPool& pool, const datasets::FileCache* fil
     r.headers.set("Cache-Control", "private, max-age=31536000, immutable");
     r.headers.set("Content-Type", "application/x-ndjson");
   };
-  if (auto match = request.header("If-None-Match"); match && etag_matches(*match, etag)) {
+  if (http::if_none_match(request, etag)) {
     http::Response r;
     r.status = 304;
     headers(r);

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/auth.hpp"
+#include "api/paging.hpp"
 #include "common/strings.hpp"
 #include "common/crypto.hpp"
 #include "common/log.hpp"
@@ -54,52 +55,6 @@ http::Response not_found(const http::Request& request) {
 // ---- ids, cursors, query parameters --------------------------------------------------------
 
 using common::is_uuid;
-
-constexpr char kBase64Url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-// Cursors are opaque to clients: base64url (no padding) of what the next query needs.
-std::string encode_cursor(std::string_view raw) {
-  std::string out;
-  std::uint32_t bits = 0;
-  int count = 0;
-  for (unsigned char c : raw) {
-    bits = (bits << 8) | c;
-    count += 8;
-    while (count >= 6) {
-      count -= 6;
-      out += kBase64Url[(bits >> count) & 0x3F];
-    }
-  }
-  if (count > 0) out += kBase64Url[(bits << (6 - count)) & 0x3F];
-  return out;
-}
-
-std::optional<std::string> decode_cursor(std::string_view text) {
-  if (text.empty() || text.size() > 2048) return std::nullopt;
-  std::string out;
-  std::uint32_t bits = 0;
-  int count = 0;
-  for (char c : text) {
-    const char* p = std::strchr(kBase64Url, c);
-    if (c == '\0' || !p) return std::nullopt;
-    bits = (bits << 6) | static_cast<std::uint32_t>(p - kBase64Url);
-    count += 6;
-    if (count >= 8) {
-      count -= 8;
-      out += static_cast<char>((bits >> count) & 0xFF);
-    }
-  }
-  return out;
-}
-
-// ?limit=N within [1, max]; `fallback` when absent. nullopt: malformed (answer 400).
-std::optional<std::size_t> page_size(const http::Request& request, std::size_t fallback, std::size_t max) {
-  auto text = request.query_param("limit");
-  if (!text) return fallback;
-  const auto value = common::parse_uint(*text);
-  if (!value || *value < 1 || *value > max) return std::nullopt;
-  return static_cast<std::size_t>(*value);
-}
 
 // ---- JSON views ----------------------------------------------------------------------------
 

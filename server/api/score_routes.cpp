@@ -99,9 +99,13 @@ json filters_json(const Filters& f) {
           {"expertise", f.rollup.expertise ? json(*f.rollup.expertise) : json(nullptr)}};
 }
 
-json scores_json(const quality::ScoreReport& report, const Filters& filters, const config::QualityConfig& quality) {
+json scores_json(const quality::ScoreReport& report, const Filters& filters, const config::QualityConfig& quality,
+                 const db::TeamActivity& activity, jobs::Dispatch& dispatch) {
   json vendors = json::array();
   for (const auto& v : report.vendors) {
+    const auto month = activity.month_spend_micros.find(v.vendor_id);
+    const std::int64_t month_spend = month == activity.month_spend_micros.end() ? 0 : month->second;
+    const auto [enabled, weight] = dispatch.book().effective(v.vendor_id);
     json agreement = json::array();
     for (const auto& p : v.agreement)
       agreement.push_back({{"vendor", p.other_vendor},
@@ -126,11 +130,17 @@ json scores_json(const quality::ScoreReport& report, const Filters& filters, con
          {"items", v.items},
          {"share", v.share},
          {"spend_micros", v.spend_micros},
-         {"spend_usd", common::format_usd(v.spend_micros)}});
+         {"spend_usd", common::format_usd(v.spend_micros)},
+         {"spend_month_micros", month_spend},
+         {"spend_month_usd", common::format_usd(month_spend)},
+         {"breaker", {{"state", dispatch.book().describe(v.vendor_id)["state"]}}},
+         {"enabled", enabled},
+         {"draining", !enabled || weight <= 0}});
   }
   json shares = json::object();
   for (const auto& [vendor, share] : report.market.shares) shares[vendor] = share;
   return {{"filters", filters_json(filters)},
+          {"jobs_in_flight", activity.jobs_in_flight},
           {"prior", {{"alpha", quality.prior_alpha}, {"beta", quality.prior_beta}}},
           {"credible_interval", 0.90},
           {"vendors", vendors},
@@ -141,14 +151,35 @@ json scores_json(const quality::ScoreReport& report, const Filters& filters, con
             {"effective_vendors", report.market.effective_vendors}}}};
 }
 
-json concentration_json(const std::vector<db::DomainVolume>& volumes, const vendors::VendorSet& vendor_set,
-                        const Filters& filters) {
+// Buckets of one domain (or of all, with an empty domain) as [{start, items, shares}].
+json series_json(const std::vector<db::ShareBucket>& buckets, const std::string& domain) {
+  std::map<std::string, std::map<std::string, std::int64_t>> by_start;
+  for (const auto& b : buckets)
+    if (domain.empty() || b.domain == domain) by_start[b.start][b.vendor_id] += b.items;
+  json out = json::array();
+  for (const auto& [start, vendors] : by_start) {
+    std::int64_t total = 0;
+    for (const auto& [vendor, n] : vendors) total += n;
+    json shares = json::object();
+    for (const auto& [vendor, n] : vendors) shares[vendor] = total > 0 ? static_cast<double>(n) / total : 0.0;
+    out.push_back({{"start", start}, {"items", total}, {"shares", shares}});
+  }
+  return out;
+}
+
+// Hours for a day's window, days for anything longer.
+bool daily_buckets(const Filters& f) { return !f.rollup.window_hours || *f.rollup.window_hours > 24; }
+
+json concentration_json(const std::vector<db::DomainVolume>& volumes, const std::vector<db::ShareBucket>& series,
+                        const vendors::VendorSet& vendor_set, const Filters& filters, const jobs::Dispatch& dispatch,
+                        const std::string& team) {
   std::map<std::string, std::map<std::string, std::int64_t>> by_domain;
   std::map<std::string, std::int64_t> overall;
   for (const auto& v : volumes) {
     by_domain[v.domain][v.vendor_id] += v.items;
     overall[v.vendor_id] += v.items;
   }
+  for (const auto& b : series) by_domain.try_emplace(b.domain);  // a domain seen only earlier in the chart
   auto market = [&](const std::map<std::string, std::int64_t>& items) {
     std::vector<std::string> ids;
     std::vector<std::int64_t> counts;
@@ -172,34 +203,22 @@ json concentration_json(const std::vector<db::DomainVolume>& volumes, const vend
   for (const auto& [domain, items] : by_domain) {
     auto d = market(items);
     d["domain"] = domain;
+    d["cap"] = dispatch.share_cap(domain, team);
+    d["series"] = series_json(series, domain);
     domains.push_back(std::move(d));
   }
-  return {{"filters", filters_json(filters)}, {"overall", market(overall)}, {"domains", domains}};
-}
-
-bool etag_matches(const http::Request& request, const std::string& etag) {
-  auto header = request.header("If-None-Match");
-  if (!header) return false;
-  std::string_view list = *header;
-  if (list == "*") return true;
-  // A comma-separated list; weak validators (W/"...") compare by their opaque part.
-  std::size_t pos = 0;
-  while (pos <= list.size()) {
-    auto comma = list.find(',', pos);
-    auto token = list.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
-    while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
-    while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
-    if (token.rfind("W/", 0) == 0) token.remove_prefix(2);
-    if (token == etag) return true;
-    if (comma == std::string_view::npos) break;
-    pos = comma + 1;
-  }
-  return false;
+  auto all = market(overall);
+  all["cap"] = dispatch.share_cap("", team);
+  all["series"] = series_json(series, "");
+  return {{"filters", filters_json(filters)},
+          {"bucket", daily_buckets(filters) ? "day" : "hour"},
+          {"overall", all},
+          {"domains", domains}};
 }
 
 http::Response cached_response(const http::Request& request, const ViewCache::Entry& entry) {
   http::Response response;
-  if (etag_matches(request, entry.etag)) {
+  if (http::if_none_match(request, entry.etag)) {
     response.status = 304;
   } else {
     response = http::Response::json(200, entry.body);
@@ -216,7 +235,7 @@ std::string cache_key(const Caller& caller, const http::Request& request) {
 }  // namespace
 
 void register_score_routes(http::Router& router, db::ConnectionPool& pool, const vendors::VendorSet& vendors,
-                           const config::QualityConfig& quality) {
+                           jobs::Dispatch& dispatch, const config::QualityConfig& quality) {
   // Computed views are reused per team and query: dashboards poll every few seconds, and the
   // rollups behind them change at the maintenance loop's pace anyway.
   auto cache = std::make_shared<ViewCache>(quality.scores_cache);
@@ -232,14 +251,16 @@ void register_score_routes(http::Router& router, db::ConnectionPool& pool, const
     return cached_response(request, *entry);
   };
   router.add("GET", "/v1/vendors/scores",
-             require_role(pool, auth::Role::viewer, [&pool, &vendors, quality, cache](http::Request& request,
-                                                                                     const Caller& caller) {
+             require_role(pool, auth::Role::viewer, [&pool, &vendors, &dispatch, quality, cache](
+                                                        http::Request& request, const Caller& caller) {
                Filters filters;
                if (auto bad = parse_filters(request, pool, vendors, true, filters)) return *bad;
                filters.rollup.team_id = caller.team_id;
                auto entry = cache->get(cache_key(caller, request), [&] {
                  const auto totals =
                      pool.run([&](pqxx::connection& c) { return db::load_rollups(c, filters.rollup); });
+                 const auto activity =
+                     pool.run([&](pqxx::connection& c) { return db::load_team_activity(c, caller.team_id); });
                  // Every configured vendor appears, in configuration order, with or without data.
                  std::vector<quality::VendorTotals> listed;
                  for (const auto& adapter : vendors.all()) {
@@ -251,21 +272,24 @@ void register_score_routes(http::Router& router, db::ConnectionPool& pool, const
                  }
                  const auto report =
                      quality::compute_scores(listed, totals.pairs, {quality.prior_alpha, quality.prior_beta});
-                 return scores_json(report, filters, quality).dump();
+                 return scores_json(report, filters, quality, activity, dispatch).dump();
                });
                return cached_response(request, *entry);
              }),
              options);
   router.add("GET", "/v1/concentration",
-             require_role(pool, auth::Role::viewer, [&pool, &vendors, cache](http::Request& request,
-                                                                            const Caller& caller) {
+             require_role(pool, auth::Role::viewer, [&pool, &vendors, &dispatch, cache](http::Request& request,
+                                                                                       const Caller& caller) {
                Filters filters;
                if (auto bad = parse_filters(request, pool, vendors, false, filters)) return *bad;
                filters.rollup.team_id = caller.team_id;
                auto entry = cache->get(cache_key(caller, request), [&] {
                  const auto volumes =
                      pool.run([&](pqxx::connection& c) { return db::load_domain_volumes(c, filters.rollup); });
-                 return concentration_json(volumes, vendors, filters).dump();
+                 const auto series = pool.run([&](pqxx::connection& c) {
+                   return db::load_share_series(c, filters.rollup, daily_buckets(filters));
+                 });
+                 return concentration_json(volumes, series, vendors, filters, dispatch, caller.team).dump();
                });
                return cached_response(request, *entry);
              }),

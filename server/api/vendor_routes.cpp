@@ -31,7 +31,8 @@ nlohmann::json vendor_json(const vendors::VendorAdapter& adapter, jobs::VendorBo
   };
 }
 
-http::Response patch_vendor(jobs::Dispatch& dispatch, const vendors::VendorSet& vendors, http::Request& request) {
+http::Response patch_vendor(jobs::Dispatch& dispatch, const vendors::VendorSet& vendors, http::Request& request,
+                            const Caller& caller) {
   const std::string id(request.path_param("id"));
   const auto* adapter = vendors.find(id);
   if (!adapter) return http::problem(404, "not-found", "Not found", "no configured vendor \"" + id + "\"");
@@ -63,7 +64,7 @@ http::Response patch_vendor(jobs::Dispatch& dispatch, const vendors::VendorSet& 
   }
   if (!errors.empty())
     return http::problem(422, "invalid-vendor-change", "Invalid vendor change", "The change is not valid.", errors);
-  dispatch.set_vendor(id, enabled, weight);
+  dispatch.set_vendor(id, enabled, weight, audit_context(caller, request));
   return http::Response::json(200, vendor_json(*adapter, dispatch.book()).dump());
 }
 
@@ -78,8 +79,8 @@ void register_vendor_routes(http::Router& router, db::ConnectionPool& pool, cons
                return http::Response::json(200, nlohmann::json{{"vendors", list}}.dump());
              }));
   router.add("PATCH", "/v1/vendors/{id}",
-             require_role(pool, auth::Role::admin, [&vendors, &dispatch](http::Request& request, const Caller&) {
-               return patch_vendor(dispatch, vendors, request);
+             require_role(pool, auth::Role::admin, [&vendors, &dispatch](http::Request& request, const Caller& caller) {
+               return patch_vendor(dispatch, vendors, request, caller);
              }));
 }
 

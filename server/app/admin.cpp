@@ -1,6 +1,9 @@
 #include "app/admin.hpp"
 
+#include <cstdlib>
 #include <iostream>
+#include <pwd.h>
+#include <unistd.h>
 #include <optional>
 
 #include "app/cli.hpp"
@@ -8,6 +11,8 @@
 #include "auth/api_key.hpp"
 #include "common/log.hpp"
 #include "common/money.hpp"
+#include "common/strings.hpp"
+#include "db/admin_store.hpp"
 #include "db/pool.hpp"
 #include "db/routing_store.hpp"
 #include "db/team_store.hpp"
@@ -31,17 +36,25 @@ Commands:
                                           rules): routing never gives its work to these vendors
                                           and moves unstarted work off them; "none" clears it
 
-Applies pending migrations first. Exit codes: 0 ok, 1 database failure or unknown team,
+Every change is written to the audit trail (GET /v1/audit) as made by the CLI and the
+operating-system user. Applies pending migrations first. Exit codes: 0 ok, 1 database failure or unknown team,
 2 usage error.
 )";
 
-bool valid_team_name(const std::string& name) {
-  // Mirrors the CHECK constraint on teams.name, so the error is ours, not the database's.
-  const auto lower_or_digit = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
-  if (name.empty() || name.size() > 63 || !lower_or_digit(name[0])) return false;
-  for (char c : name)
-    if (!lower_or_digit(c) && c != '.' && c != '_' && c != '-') return false;
-  return true;
+// The audit trail names the operating-system user for changes made here.
+db::AuditContext cli_audit() {
+  db::AuditContext context;
+  context.actor.type = "cli";
+  const char* user = std::getenv("SUDO_USER");
+  if (!user || !*user) user = std::getenv("USER");
+  if (user && *user) {
+    context.actor.name = user;
+  } else if (const auto* pw = ::getpwuid(::geteuid())) {
+    context.actor.name = pw->pw_name;
+  } else {
+    context.actor.name = "uid " + std::to_string(::geteuid());
+  }
+  return context;
 }
 
 db::PoolOptions one_connection(const config::Config& cfg) {
@@ -84,7 +97,7 @@ int admin(const config::Config& cfg, const std::vector<std::string>& args) {
 
   if (command == "create-team") {
     if (!name || team || role_text) return usage_error("create-team takes exactly one NAME");
-    if (!valid_team_name(*name))
+    if (!common::is_slug(*name))
       return usage_error(
           "team names are 1-63 characters of a-z, 0-9, '.', '_' and '-', starting with a letter or digit");
   } else if (command == "create-key") {
@@ -108,7 +121,7 @@ int admin(const config::Config& cfg, const std::vector<std::string>& args) {
     std::string rest = *vendor_list + ",";
     for (auto comma = rest.find(','); comma != std::string::npos; rest.erase(0, comma + 1), comma = rest.find(',')) {
       const std::string id = rest.substr(0, comma);
-      if (!valid_team_name(id)) return usage_error("'" + id + "' is not a vendor id");
+      if (!common::is_slug(id)) return usage_error("'" + id + "' is not a vendor id");
       bool configured = false;
       for (const auto& v : cfg.vendors) configured = configured || v.id == id;
       if (!configured) std::cerr << "labelbroker admin: note: vendor '" << id << "' is not configured here\n";
@@ -121,7 +134,9 @@ int admin(const config::Config& cfg, const std::vector<std::string>& args) {
   try {
     db::ConnectionPool pool(one_connection(cfg));
     if (command == "create-team") {
-      auto [record, created] = pool.run([&](pqxx::connection& c) { return db::ensure_team(c, *name); });
+      auto created_team = pool.run([&](pqxx::connection& c) { return db::create_team(c, {*name, {}, {}}, cli_audit()); });
+      const bool created = created_team.has_value();
+      auto record = pool.run([&](pqxx::connection& c) { return db::find_team(c, *name); }).value();
       const auto secret =
           pool.run([&, id = record.id](pqxx::connection& c) { return db::team_webhook_secret(c, id); });
       std::cout << (created ? "created team " : "team already exists: ") << record.name << "\n";
@@ -137,7 +152,9 @@ int admin(const config::Config& cfg, const std::vector<std::string>& args) {
       return kExitFailure;
     }
     if (command == "set-team-deny") {
-      pool.run([&](pqxx::connection& c) { return db::set_team_denied_vendors(c, record->name, denied); });
+      db::TeamChange change;
+      change.denied_vendors = denied;
+      pool.run([&](pqxx::connection& c) { return db::update_team(c, record->name, change, cli_audit()); });
       std::string list;
       for (const auto& id : denied) list += (list.empty() ? "" : ",") + id;
       std::cout << "team " << record->name << " denies: " << (list.empty() ? "none" : list) << "\n";
@@ -145,17 +162,17 @@ int admin(const config::Config& cfg, const std::vector<std::string>& args) {
     }
     if (command == "set-team-budget") {
       const auto cap = *monthly == "none" ? std::nullopt : common::parse_usd_micros(*monthly);
-      pool.run([&](pqxx::connection& c) {
-        db::set_team_monthly_budget(c, record->id, cap);
-        return 0;
-      });
+      db::TeamChange change;
+      change.monthly_budget_micros = cap;
+      pool.run([&](pqxx::connection& c) { return db::update_team(c, record->name, change, cli_audit()); });
       std::cout << "team " << record->name << " monthly budget: "
                 << (cap ? common::format_usd(*cap) + " USD" : std::string("none")) << "\n";
       return kExitOk;
     }
     const auto key = auth::generate_api_key();
     pool.run([&](pqxx::connection& c) {
-      return db::insert_api_key(c, record->id, key.prefix, key.secret_hash, *role_text);
+      return db::create_key(c, {record->id, key.prefix, key.secret_hash, *role_text, std::nullopt, std::nullopt},
+                            cli_audit());
     });
     std::cerr << "labelbroker admin: created a " << *role_text << " key for team " << record->name << " (prefix "
               << key.prefix << "); it is shown only now\n";

@@ -40,4 +40,12 @@ bool is_idempotency_key(std::string_view s) {
   return !s.empty() && s.size() <= 255 && std::all_of(s.begin(), s.end(), [](char c) { return c > 0x20 && c < 0x7F; });
 }
 
+bool is_slug(std::string_view s) {
+  const auto lower_or_digit = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (s.empty() || s.size() > 63 || !lower_or_digit(s[0])) return false;
+  for (char c : s)
+    if (!lower_or_digit(c) && c != '.' && c != '_' && c != '-') return false;
+  return true;
+}
+
 }  // namespace labelbroker::common

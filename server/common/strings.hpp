@@ -27,4 +27,8 @@ std::optional<std::uint64_t> parse_uint(std::string_view s);
 // An Idempotency-Key header value the broker accepts: 1 to 255 visible ASCII characters.
 bool is_idempotency_key(std::string_view s);
 
+// A team name or vendor id: 1-63 characters of a-z, 0-9, '.', '_' and '-', starting with a letter
+// or digit (the CHECK constraint on teams.name, so an error is ours, not the database's).
+bool is_slug(std::string_view s);
+
 }  // namespace labelbroker::common

@@ -1,5 +1,7 @@
 #include "config/config.hpp"
 
+#include <algorithm>
+
 #include "config/json_reader.hpp"
 
 #include <cstdlib>
@@ -198,6 +200,15 @@ Config parse_config(std::string_view text, const std::string& source_name, const
   {
     auto a = top.object("auth");
     a.millis("key_cache_ms", cfg.auth.key_cache, 0, 3600000);
+    {
+      auto limit = a.object("default_rate_limit");
+      limit.number("requests_per_second", cfg.auth.default_requests_per_second, 0, 1e6);
+      limit.integer("burst", cfg.auth.default_burst, 0, 10000000);
+      limit.finish();
+      if (cfg.auth.default_requests_per_second > 0 && cfg.auth.default_burst == 0)
+        cfg.auth.default_burst = std::max(1, static_cast<int>(cfg.auth.default_requests_per_second * 2));
+    }
+    a.millis("rate_limit_lease_ms", cfg.auth.rate_limit_lease, 10, 60000);
     a.finish();
   }
   {

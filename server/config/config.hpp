@@ -145,6 +145,14 @@ struct AuthConfig {
   // A verified key is reused this long without asking the database, so revoking a key or changing
   // its role takes effect within this long in every process. 0: every request asks the database.
   std::chrono::milliseconds key_cache{5000};
+  // Requests per second (with a burst) for keys that have no rate limit of their own, counted
+  // per key across every broker process sharing the database. 0: no default limit.
+  double default_requests_per_second = 0;
+  int default_burst = 0;  // 0 with a rate: twice the rate, at least 1
+  // A process takes this long's worth of a key's rate from the shared bucket at a time (at least
+  // one request) and drops what it has not used after this long: processes never admit more than
+  // the limit between them, and a busy key costs a database round trip per lease, not per request.
+  std::chrono::milliseconds rate_limit_lease{100};
 };
 
 struct LogConfig {

@@ -425,6 +425,38 @@ std::vector<DomainVolume> load_domain_volumes(pqxx::connection& c, const RollupF
   return out;
 }
 
+std::vector<ShareBucket> load_share_series(pqxx::connection& c, const RollupFilter& f, bool daily) {
+  pqxx::read_transaction tx(c);
+  const std::string unit = daily ? "day" : "hour";
+  // An all-time window still charts at most the last 90 days.
+  const int hours = f.window_hours ? *f.window_hours : 90 * 24;
+  auto rows = tx.exec_params(
+      "SELECT domain, to_char(date_trunc('" + unit + "', hour AT TIME ZONE 'UTC'), 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+      "  vendor_id, sum(judgments)::bigint "
+      "FROM vendor_hourly WHERE team_id = $1 AND hour >= date_trunc('hour', now()) - ($2::int - 1) * interval '1 hour' "
+      "AND ($3::text IS NULL OR task_type = $3) AND ($4::text IS NULL OR expertise = $4) AND judgments > 0 "
+      "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+      f.team_id, hours, f.task_type, f.expertise);
+  std::vector<ShareBucket> out;
+  for (const auto& r : rows)
+    out.push_back({r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<std::string>(), r[3].as<std::int64_t>()});
+  return out;
+}
+
+TeamActivity load_team_activity(pqxx::connection& c, std::int64_t team_id) {
+  pqxx::read_transaction tx(c);
+  TeamActivity out;
+  out.jobs_in_flight =
+      tx.exec_params1("SELECT count(*) FROM jobs WHERE team_id = $1 AND status IN ('queued', 'running')", team_id)[0]
+          .as<std::int64_t>();
+  for (const auto& r : tx.exec_params(
+           "SELECT vendor_id, sum(cost_micros)::bigint FROM vendor_hourly WHERE team_id = $1 "
+           "AND hour >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' GROUP BY vendor_id",
+           team_id))
+    out.month_spend_micros[r[0].as<std::string>()] = r[1].as<std::int64_t>();
+  return out;
+}
+
 bool rollups_have_domain(pqxx::connection& c, const std::string& domain) {
   pqxx::read_transaction tx(c);
   return !tx.exec_params("SELECT 1 FROM vendor_keys WHERE domain = $1 LIMIT 1", domain).empty();

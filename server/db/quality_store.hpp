@@ -14,6 +14,7 @@
 // database errors.
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -52,6 +53,25 @@ struct DomainVolume {
   std::int64_t items = 0;
 };
 std::vector<DomainVolume> load_domain_volumes(pqxx::connection& c, const RollupFilter& filter);
+
+// The team's real answers per domain, time bucket and vendor in the window (task type and
+// expertise filters apply), for share-over-time charts: hourly buckets, or daily ones when `daily`
+// (then at most the last 90 days, also for an all-time window). Ordered by domain, bucket, vendor.
+struct ShareBucket {
+  std::string domain;
+  std::string start;  // RFC 3339, the bucket's first hour
+  std::string vendor_id;
+  std::int64_t items = 0;
+};
+std::vector<ShareBucket> load_share_series(pqxx::connection& c, const RollupFilter& filter, bool daily);
+
+// What a dashboard shows of a team beyond the scores: its jobs queued or running, and what it was
+// charged per vendor this UTC month (real and gold answers).
+struct TeamActivity {
+  std::int64_t jobs_in_flight = 0;
+  std::map<std::string, std::int64_t> month_spend_micros;
+};
+TeamActivity load_team_activity(pqxx::connection& c, std::int64_t team_id);
 
 // Whether any rollup has this domain, and (for error messages) every domain that has one, sorted.
 bool rollups_have_domain(pqxx::connection& c, const std::string& domain);

@@ -34,29 +34,6 @@ std::map<std::string, VendorSetting> load_vendor_settings(pqxx::connection& c) {
   return out;
 }
 
-VendorSetting update_vendor_setting(pqxx::connection& c, const std::string& vendor_id, std::optional<bool> enabled,
-                                    std::optional<double> weight) {
-  pqxx::work tx(c);
-  auto rows = tx.exec_params(
-      "INSERT INTO vendor_settings (vendor_id, enabled, weight) VALUES ($1, $2, $3) "
-      "ON CONFLICT (vendor_id) DO UPDATE SET enabled = coalesce($2, vendor_settings.enabled), "
-      "  weight = coalesce($3, vendor_settings.weight), updated_at = now() "
-      "RETURNING enabled, weight",
-      vendor_id, enabled, weight);
-  tx.commit();
-  return setting_from(rows[0], 0);
-}
-
-bool set_team_denied_vendors(pqxx::connection& c, const std::string& team_name, const std::vector<std::string>& vendors) {
-  pqxx::work tx(c);
-  auto rows = tx.exec_params(
-      "UPDATE teams SET denied_vendors = ARRAY(SELECT jsonb_array_elements_text($2::jsonb)) WHERE name = $1 "
-      "RETURNING id",
-      team_name, json(vendors).dump());
-  tx.commit();
-  return !rows.empty();
-}
-
 std::string routing_scope(const std::string& domain, const std::string& task_type) { return domain + "/" + task_type; }
 
 RoutingSnapshot load_routing_snapshot(pqxx::work& tx, const SnapshotRequest& request) {

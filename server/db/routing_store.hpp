@@ -26,12 +26,8 @@ struct VendorSetting {
 };
 
 std::map<std::string, VendorSetting> load_vendor_settings(pqxx::connection& c);
-// Sets the given fields (others unchanged) and returns the row as it is now.
-VendorSetting update_vendor_setting(pqxx::connection& c, const std::string& vendor_id,
-                                    std::optional<bool> enabled, std::optional<double> weight);
-
-// A team's permanent deny list; replaces the whole list. False when the team does not exist.
-bool set_team_denied_vendors(pqxx::connection& c, const std::string& team_name, const std::vector<std::string>& vendors);
+// Changes to vendor settings and to a team's deny list are admin changes, audited:
+// db/admin_store.hpp (update_vendor_override, update_team).
 
 // ---- decision facts ----------------------------------------------------------------------------
 

@@ -45,13 +45,27 @@ std::int64_t insert_api_key(pqxx::connection& connection, std::int64_t team_id, 
 std::optional<KeyRecord> find_active_key(pqxx::connection& connection, const std::string& prefix) {
   pqxx::nontransaction tx(connection);
   auto rows = tx.exec_params(
-      "SELECT k.id, k.team_id, t.name, k.role, k.secret_hash FROM api_keys k JOIN teams t ON t.id = k.team_id "
-      "WHERE k.prefix = $1 AND k.revoked_at IS NULL",
+      "SELECT k.id, k.team_id, t.name, k.role, k.secret_hash, k.prefix, k.rate_per_second, k.rate_burst "
+      "FROM api_keys k JOIN teams t ON t.id = k.team_id "
+      "WHERE k.prefix = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())",
       prefix);
   if (rows.empty()) return std::nullopt;
   const auto& r = rows[0];
-  return KeyRecord{r[0].as<std::int64_t>(), r[1].as<std::int64_t>(), r[2].as<std::string>(), r[3].as<std::string>(),
-                   r[4].as<std::string>()};
+  KeyRecord key{r[0].as<std::int64_t>(), r[1].as<std::int64_t>(), r[2].as<std::string>(), r[3].as<std::string>(),
+                r[4].as<std::string>(), r[5].as<std::string>(), std::nullopt, std::nullopt};
+  if (!r[6].is_null()) {
+    key.rate_per_second = r[6].as<double>();
+    key.rate_burst = r[7].as<int>();
+  }
+  return key;
+}
+
+RateTokens take_rate_tokens(pqxx::connection& connection, std::int64_t key_id, double per_second, int burst,
+                            int wanted) {
+  pqxx::nontransaction tx(connection);
+  auto row = tx.exec_params1("SELECT granted, tokens_left FROM take_rate_tokens($1, $2, $3, $4)", key_id, per_second,
+                             burst, wanted);
+  return {row[0].as<int>(), row[1].as<double>()};
 }
 
 void touch_key(pqxx::connection& connection, std::int64_t key_id) {
@@ -60,12 +74,6 @@ void touch_key(pqxx::connection& connection, std::int64_t key_id) {
       "UPDATE api_keys SET last_used_at = now() WHERE id = $1 "
       "AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
       key_id);
-}
-
-void set_team_monthly_budget(pqxx::connection& connection, std::int64_t team_id, std::optional<std::int64_t> micros) {
-  pqxx::work tx(connection);
-  tx.exec_params0("UPDATE teams SET monthly_budget_micros = $2 WHERE id = $1", team_id, micros);
-  tx.commit();
 }
 
 }  // namespace labelbroker::db

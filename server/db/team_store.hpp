@@ -20,6 +20,10 @@ struct KeyRecord {
   std::string team_name;
   std::string role;
   std::string secret_hash;
+  std::string prefix;
+  // The key's own rate limit (schema/0007); nullopt: the configured default applies.
+  std::optional<double> rate_per_second;
+  std::optional<int> rate_burst;
 };
 
 // Returns the team and whether this call created it.
@@ -28,16 +32,22 @@ std::optional<TeamRecord> find_team(pqxx::connection& connection, const std::str
 
 // The key the team's webhook events are signed with (teams.webhook_secret, schema/0002); nullopt
 // if there is no such team. A secret: show it only to the team's operator, never log it.
-// Caps the team's holds plus spend per UTC month (nullopt: no cap). Takes effect at the next claim.
-void set_team_monthly_budget(pqxx::connection& connection, std::int64_t team_id, std::optional<std::int64_t> micros);
-
 std::optional<std::string> team_webhook_secret(pqxx::connection& connection, std::int64_t team_id);
 
 std::int64_t insert_api_key(pqxx::connection& connection, std::int64_t team_id, const std::string& prefix,
                             const std::string& secret_hash, const std::string& role);
 
-// A key that exists and is not revoked.
+// A key that exists, is not revoked and has not expired (a rotated key expires after its grace).
 std::optional<KeyRecord> find_active_key(pqxx::connection& connection, const std::string& prefix);
+
+// Takes up to `wanted` tokens from the key's shared rate-limit bucket (schema/0007), refilled at
+// `per_second` up to `burst`; one round trip, atomic under the bucket row's lock.
+struct RateTokens {
+  int granted = 0;
+  double tokens_left = 0;
+};
+RateTokens take_rate_tokens(pqxx::connection& connection, std::int64_t key_id, double per_second, int burst,
+                            int wanted);
 
 // Records use, at most once a minute per key (keeps hot keys from writing on every request).
 void touch_key(pqxx::connection& connection, std::int64_t key_id);

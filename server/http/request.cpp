@@ -103,4 +103,23 @@ bool parse_target(std::string_view target, std::string& path, std::vector<std::p
   return true;
 }
 
+bool if_none_match(const Request& request, std::string_view etag) {
+  auto header = request.header("If-None-Match");
+  if (!header) return false;
+  std::string_view list = *header;
+  if (list == "*") return true;
+  std::size_t start = 0;
+  while (start <= list.size()) {
+    auto comma = list.find(',', start);
+    auto token = list.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+    if (token.substr(0, 2) == "W/") token.remove_prefix(2);
+    if (token == etag) return true;
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return false;
+}
+
 }  // namespace labelbroker::http

@@ -72,6 +72,10 @@ struct Response {
 
 // Splits "target" into the raw path and the decoded query. Returns false for a target that is not a
 // valid origin-form (must start with '/', valid percent escapes, no NUL).
+// Whether the request's If-None-Match names `etag` (a quoted entity tag): "*", or one of a
+// comma-separated list, weak validators (W/"...") compared by their opaque part.
+bool if_none_match(const Request& request, std::string_view etag);
+
 bool parse_target(std::string_view target, std::string& path, std::vector<std::pair<std::string, std::string>>& query);
 
 // Decodes %XX escapes (and '+' as space when plus_is_space). False on a bad escape or a NUL byte.

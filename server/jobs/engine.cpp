@@ -447,11 +447,19 @@ void Dispatch::refresh_latencies() {
   median_latency_s_ = std::move(latency);
 }
 
-db::VendorSetting Dispatch::set_vendor(const std::string& vendor_id, std::optional<bool> enabled,
-                                       std::optional<double> weight) {
-  auto setting = with_retry(pool_, [&](auto& c) { return db::update_vendor_setting(c, vendor_id, enabled, weight); });
+db::VendorOverride Dispatch::set_vendor(const std::string& vendor_id, std::optional<bool> enabled,
+                                        std::optional<double> weight, const db::AuditContext& audit) {
+  auto setting =
+      with_retry(pool_, [&](auto& c) { return db::update_vendor_override(c, vendor_id, enabled, weight, audit); });
   refresh_vendor_settings();
   return setting;
+}
+
+double Dispatch::share_cap(const std::string& domain, const std::string& team_name) const {
+  std::optional<double> team_cap;
+  if (auto it = routing_config_.team_max_share.find(team_name); it != routing_config_.team_max_share.end())
+    team_cap = it->second;
+  return router_.options().max_share_for(domain, team_cap);
 }
 
 void Dispatch::refresh_vendor_settings() {

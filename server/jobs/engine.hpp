@@ -29,6 +29,7 @@
 
 #include "config/config.hpp"
 #include "datasets/file_cache.hpp"
+#include "db/admin_store.hpp"
 #include "db/dispatch_store.hpp"
 #include "db/pool.hpp"
 #include "db/routing_store.hpp"
@@ -99,8 +100,10 @@ class Dispatch {
   // One rebalancing pass (see Engine): moves unstarted work off vendors the policy would no longer
   // give it to. nullopt when another process is rebalancing.
   std::optional<db::MoveResult> rebalance();
-  // PATCH /v1/vendors/{id}: stores the override and applies it in this process at once.
-  db::VendorSetting set_vendor(const std::string& vendor_id, std::optional<bool> enabled, std::optional<double> weight);
+  // PATCH /v1/vendors/{id}: an admin's change of a vendor's enabled flag or weight: stored and audited in one transaction,
+  // then applied here (other processes pick it up at their next settings refresh).
+  db::VendorOverride set_vendor(const std::string& vendor_id, std::optional<bool> enabled, std::optional<double> weight,
+                                const db::AuditContext& audit);
   void refresh_vendor_settings();
 
   // Records results of one vendor (callback or poll) and returns once they are committed. Results
@@ -117,6 +120,9 @@ class Dispatch {
   VendorBook& book() { return book_; }
   const config::QualityConfig& quality() const { return quality_; }
   const config::RoutingConfig& routing() const { return routing_config_; }
+  // The most any vendor may hold of a team's work in a domain (an empty domain: the cap before
+  // domain overrides), as the routing policy applies it.
+  double share_cap(const std::string& domain, const std::string& team_name) const;
 
  private:
   std::int64_t quote(const db::DispatchJob& job, const std::string& vendor_id) const;

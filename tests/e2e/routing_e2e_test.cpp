@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
+#include "db/admin_store.hpp"
 #include "db/routing_store.hpp"
 #include "support/fleet.hpp"
 #include "support/http_client.hpp"
@@ -121,7 +122,11 @@ TEST_CASE("routing e2e: the decision log says why a vendor was left out (share c
   // and mercor does not take general work.
   {
     pqxx::connection c(fleet.db_url());
-    REQUIRE(db::set_team_denied_vendors(c, "team-a", {"scale-small"}));
+    db::TeamChange deny;
+    deny.denied_vendors = std::vector<std::string>{"scale-small"};
+    db::AuditContext cli;
+    cli.actor.type = "cli";
+    REQUIRE(db::update_team(c, "team-a", deny, cli));
   }
   const auto b = fleet.submit(port, make_job(20, 1, "general"));
   REQUIRE(fleet.wait_until_finished(port, b) == "completed");

@@ -77,6 +77,7 @@ class ApiFixture {
     pqxx::nontransaction(c).exec0(sql);
   }
   std::uint16_t port() const { return server_->port(); }
+  const http::Router& router() { return server_->router(); }
   std::string url() const { return scratch_.url(); }
   bool healthy() { return http_request(server_->port(), "GET", "/healthz").status == 200; }
 

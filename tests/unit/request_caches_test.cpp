@@ -39,7 +39,7 @@ class TestClock {
 };
 
 db::KeyRecord key_record(std::int64_t id, const std::string& secret_hash, const std::string& role = "viewer") {
-  return db::KeyRecord{id, 7, "team-a", role, secret_hash};
+  return db::KeyRecord{id, 7, "team-a", role, secret_hash, "", std::nullopt, std::nullopt};
 }
 
 }  // namespace
