@@ -173,6 +173,10 @@ int serve(const config::Config& cfg) {
   }
   jobs::Dispatch dispatch(pool, vendor_set, cfg.vendors, cfg.quality, cfg.routing);
   api::shared_key_cache().set_ttl(cfg.auth.key_cache);
+  auth::shared_rate_limiter().set_lease(cfg.auth.rate_limit_lease);
+  if (cfg.auth.default_requests_per_second > 0)
+    auth::shared_rate_limiter().set_default_policy(
+        auth::RateLimitPolicy{cfg.auth.default_requests_per_second, cfg.auth.default_burst});
   const datasets::FileCache dataset_files(cfg.datasets.cache_dir ? *cfg.datasets.cache_dir
                                                                 : default_dataset_cache_dir());
   api::register_api(router, {pool, lifecycle, db::expected_schema_version(), vendor_set, dispatch, cfg.jobs,
