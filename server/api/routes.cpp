@@ -6,6 +6,7 @@
 #include "api/gold_routes.hpp"
 #include "api/health_routes.hpp"
 #include "api/job_routes.hpp"
+#include "api/metrics_routes.hpp"
 #include "api/score_routes.hpp"
 #include "api/vendor_routes.hpp"
 
@@ -20,6 +21,7 @@ void register_api(http::Router& router, const ApiDependencies& deps) {
   register_gold_routes(router, deps.pool, deps.jobs);
   register_dispatch_routes(router, deps.pool, deps.dispatch);
   register_dataset_routes(router, deps.pool, deps.dataset_files);
+  if (deps.metrics) register_metrics_route(router, deps.pool, *deps.metrics);
 }
 
 }  // namespace labelbroker::api

@@ -1,0 +1,13 @@
+#pragma once
+// The standard process_* metrics (as Prometheus client libraries export them), read from /proc on
+// each call: a few small file reads, no allocation beyond the page being written. On a system
+// without /proc the series are left out.
+#include "metrics/exposition.hpp"
+
+namespace labelbroker::metrics {
+
+// process_cpu_seconds_total, process_resident_memory_bytes, process_virtual_memory_bytes,
+// process_start_time_seconds, process_open_fds, process_max_fds. Thread-safe.
+void render_process_metrics(Writer& out);
+
+}  // namespace labelbroker::metrics
