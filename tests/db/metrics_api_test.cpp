@@ -6,9 +6,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -22,9 +24,11 @@
 #include "db/probe.hpp"
 #include "http/server.hpp"
 #include "metrics/http_metrics.hpp"
+#include "metrics/process_metrics.hpp"
 #include "support/api_keys.hpp"
 #include "support/http_client.hpp"
 #include "support/loopback_server.hpp"
+#include "support/process.hpp"
 #include "support/scratch_db.hpp"
 #include "vendors/common/http_client.hpp"
 #include "vendors/registry.hpp"
@@ -50,7 +54,7 @@ constexpr const char* kVendors = R"({"vendors": [
 // the finished router), on a scratch database. No engine: jobs stay where the test puts them.
 class MetricsFixture {
  public:
-  explicit MetricsFixture(config::MetricsConfig metrics_config = {}) {
+  explicit MetricsFixture(config::MetricsConfig metrics_config = {}, const std::string& vendors_config = kVendors) {
     {
       pqxx::connection c(scratch_.url());
       db::apply_migrations(c, db::builtin_migrations());
@@ -58,7 +62,7 @@ class MetricsFixture {
     submitter = make_key(scratch_.url(), "team-a", auth::Role::submitter);
     viewer = make_key(scratch_.url(), "team-a", auth::Role::viewer);
     const auto env = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
-    auto cfg = config::parse_config(kVendors, "test.json", env);
+    auto cfg = config::parse_config(vendors_config, "test.json", env);
     vendors::VendorRegistry registry;
     vendors::register_builtin_vendors(registry);
     vendor_set_ = vendors::VendorSet(registry, cfg.vendors, {runtime_, "http://127.0.0.1:9/cb", "test.json", env});
@@ -324,4 +328,76 @@ TEST_CASE("metrics api: before the first reading and when the database fails, th
   CHECK(value_of(page, "labelbroker_metrics_snapshot_errors_total") == 1);
   CHECK(value_of(page, "labelbroker_jobs{status=\"queued\"}") == 0);
   CHECK(promtool_check(page).exit_code == 0);
+}
+
+TEST_CASE("metrics api: with metrics.listen, the real binary serves /metrics there and only there",
+          "[.db][metrics-api]") {
+  ScratchDatabase scratch;
+  const auto config = write_temp_file(R"({"metrics": {"listen": "127.0.0.1:0", "refresh_ms": 200}})");
+  ChildProcess broker({LABELBROKER_BINARY, "serve"}, {{"LABELBROKER_DATABASE_URL", scratch.url()},
+                                                      {"LABELBROKER_LISTEN", "127.0.0.1:0"},
+                                                      {"LABELBROKER_CONFIG", config}});
+  REQUIRE(broker.wait_for_stderr("\"msg\":\"listening\"", std::chrono::seconds(60)));
+  const std::string err = broker.errors();
+  std::smatch main_url, metrics_url;
+  REQUIRE(std::regex_search(err, main_url, std::regex(R"re("msg":"listening","url":"http://127\.0\.0\.1:(\d+)")re")));
+  REQUIRE(std::regex_search(err, metrics_url, std::regex(R"re("url":"http://127\.0\.0\.1:(\d+)/metrics")re")));
+  const auto main_port = static_cast<std::uint16_t>(std::stoi(main_url[1]));
+  const auto metrics_port = static_cast<std::uint16_t>(std::stoi(metrics_url[1]));
+  REQUIRE(main_port != metrics_port);
+
+  CHECK(http_request(main_port, "GET", "/metrics").status == 404);
+  CHECK(http_request(main_port, "GET", "/healthz").status == 200);
+  CHECK(http_request(metrics_port, "GET", "/healthz").status == 404);
+  std::string page;
+  for (int i = 0; i < 100 && page.find("labelbroker_jobs{") == std::string::npos; ++i) {
+    auto scrape = http_request(metrics_port, "GET", "/metrics");
+    REQUIRE(scrape.status == 200);
+    page = scrape.body;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK(page.find("\nlabelbroker_jobs{status=\"queued\"} 0\n") != std::string::npos);
+  // The main listener's requests are counted: the 404 for /metrics there, /healthz.
+  CHECK(page.find("labelbroker_http_requests_total{method=\"\",route=\"unmatched\",status=\"404\"} 1") !=
+        std::string::npos);
+  CHECK(page.find("labelbroker_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1") !=
+        std::string::npos);
+  CHECK(promtool_check(page).exit_code == 0);
+
+  broker.signal(SIGTERM);
+  auto code = broker.wait(std::chrono::seconds(60));
+  REQUIRE(code);
+  CHECK(*code == 0);
+}
+
+// Not a test: how long render() takes with 50 vendors (the page /metrics serves), in process,
+// without HTTP. bench/metrics.sh measures the whole request; this separates the rendering.
+TEST_CASE("metrics api: render time with 50 vendors", "[.db][.bench][metrics-bench]") {
+  json fleet = json::object({{"vendors", json::array()}});
+  for (int i = 1; i <= 50; ++i) {
+    const std::string id = "v" + std::to_string(100 + i);
+    fleet["vendors"].push_back(
+        {{"id", id}, {"kind", "scale"}, {"base_url", "http://127.0.0.1:9/" + id + "/v1"}, {"api_key", "k"},
+         {"callback_secret", "callback-secret-0123456789"},
+         {"capabilities", {{"task_types", {"classification"}}, {"domains", {"general"}}, {"expertise", {"general"}}}},
+         {"prices", {{"classification", "0.04"}, {"preference", "0.06"}, {"rating", "0.08"}}}});
+  }
+  MetricsFixture f({}, fleet.dump());
+  REQUIRE(f.metrics->refresh_now());
+  for (int i = 0; i < 20; ++i) f.get("/metrics");  // some request series
+  std::size_t bytes = 0;
+  const int n = 2000;
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < n; ++i) bytes += f.metrics->render().size();
+  const double whole = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / n;
+  std::string page;
+  t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < n; ++i) {
+    page.clear();
+    metrics::Writer out(page);
+    metrics::render_process_metrics(out);
+  }
+  const double process = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / n;
+  std::printf("render(): %.1f us per page of %zu bytes; of which /proc: %.1f us\n", whole, bytes / n, process);
+  CHECK(bytes > 0);
 }
