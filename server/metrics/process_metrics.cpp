@@ -1,6 +1,7 @@
 #include "metrics/process_metrics.hpp"
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -71,6 +72,11 @@ std::optional<SelfStat> self_stat() {
 }
 
 std::optional<double> open_fds() {
+  // Since Linux 6.2 the size of /proc/self/fd is the number of open descriptors: one stat instead
+  // of listing a directory that costs about 0.2 us per descriptor (0.45 ms with 2,000 vendor and
+  // database connections open, most of a scrape).
+  struct stat st {};
+  if (::stat("/proc/self/fd", &st) == 0 && st.st_size > 0) return static_cast<double>(st.st_size);
   DIR* dir = ::opendir("/proc/self/fd");
   if (!dir) return std::nullopt;
   double n = 0;

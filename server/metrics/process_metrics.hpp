@@ -1,7 +1,8 @@
 #pragma once
 // The standard process_* metrics (as Prometheus client libraries export them), read from /proc on
-// each call: a few small file reads, no allocation beyond the page being written. On a system
-// without /proc the series are left out.
+// each call: a few small file reads and a stat, about 10 us. Before Linux 6.2, counting the open
+// descriptors lists /proc/self/fd instead, about 0.2 us per descriptor. On a system without /proc
+// the series are left out.
 #include "metrics/exposition.hpp"
 
 namespace labelbroker::metrics {
