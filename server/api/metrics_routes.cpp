@@ -16,8 +16,8 @@ namespace {
 using metrics::Type;
 using metrics::Writer;
 
-constexpr std::array<const char*, 7> kJobStatuses = {"draft",     "queued", "running",         "completed",
-                                                     "failed",    "canceled", "budget_exhausted"};
+constexpr std::array<const char*, 7> kJobStatuses = {"draft",  "queued",   "running",         "completed",
+                                                     "failed", "canceled", "budget_exhausted"};
 constexpr std::array<const char*, 4> kInFlightStates = {"queued", "paused", "sending", "submitted"};
 constexpr std::array<vendors::ErrorClass, jobs::VendorBook::kErrorClasses> kErrorClasses = {
     vendors::ErrorClass::retryable, vendors::ErrorClass::permanent, vendors::ErrorClass::duplicate,
@@ -25,7 +25,9 @@ constexpr std::array<vendors::ErrorClass, jobs::VendorBook::kErrorClasses> kErro
 constexpr std::array<routing::BreakerState, 3> kBreakerStates = {
     routing::BreakerState::closed, routing::BreakerState::open, routing::BreakerState::half_open};
 
-double dollars(std::int64_t micros) { return static_cast<double>(micros) / 1e6; }
+double dollars(std::int64_t micros) {
+  return static_cast<double>(micros) / 1e6;
+}
 
 }  // namespace
 
@@ -33,7 +35,9 @@ MetricsService::MetricsService(db::ConnectionPool& pool, jobs::Dispatch& dispatc
                                config::MetricsConfig config, config::QualityConfig quality)
     : pool_(pool), dispatch_(dispatch), http_(http), config_(std::move(config)), quality_(quality) {}
 
-MetricsService::~MetricsService() { stop(); }
+MetricsService::~MetricsService() {
+  stop();
+}
 
 void MetricsService::start() {
   std::lock_guard lock(mutex_);
@@ -81,8 +85,7 @@ std::string MetricsService::render() const {
   Writer out(page);
 
   out.family("labelbroker_build_info", Type::gauge, "Always 1; the labels say which build this process runs.");
-  out.sample("labelbroker_build_info",
-             {{"version", common::build_version()}, {"commit", common::build_commit()}}, 1.0);
+  out.sample("labelbroker_build_info", {{"version", common::build_version()}, {"commit", common::build_commit()}}, 1.0);
 
   if (http_) http_->render(out);
 
@@ -103,7 +106,8 @@ std::string MetricsService::render() const {
                  v.errors[static_cast<std::size_t>(c)]);
 
   const auto pool = pool_.stats();
-  out.family("labelbroker_db_pool_connections", Type::gauge, "Open database connections of this process's pool, by state.");
+  out.family("labelbroker_db_pool_connections", Type::gauge,
+             "Open database connections of this process's pool, by state.");
   out.sample("labelbroker_db_pool_connections", {{"state", "in_use"}}, static_cast<std::uint64_t>(pool.in_use));
   out.sample("labelbroker_db_pool_connections", {{"state", "idle"}},
              static_cast<std::uint64_t>(pool.open > pool.in_use ? pool.open - pool.in_use : 0));
@@ -188,7 +192,8 @@ std::string MetricsService::render() const {
     out.family("labelbroker_vendor_gold_answers_total", Type::counter,
                "Gold answers a vendor gave (the evidence behind its quality estimate), all teams.");
     for (const auto& id : ids)
-      out.sample("labelbroker_vendor_gold_answers_total", {{"vendor", id}}, static_cast<std::uint64_t>(vendor(id).gold_n));
+      out.sample("labelbroker_vendor_gold_answers_total", {{"vendor", id}},
+                 static_cast<std::uint64_t>(vendor(id).gold_n));
     out.family("labelbroker_vendor_gold_correct_total", Type::counter, "Gold answers a vendor got right, all teams.");
     for (const auto& id : ids)
       out.sample("labelbroker_vendor_gold_correct_total", {{"vendor", id}},
@@ -228,7 +233,8 @@ void register_metrics_route(http::Router& router, db::ConnectionPool& pool, Metr
                require_role(pool, auth::Role::viewer, [page](http::Request&, const Caller&) { return page(); }),
                options);
   else
-    router.add("GET", "/metrics", [page](http::Request&) { return page(); }, options);
+    router.add(
+        "GET", "/metrics", [page](http::Request&) { return page(); }, options);
 }
 
 }  // namespace labelbroker::api

@@ -22,7 +22,7 @@ struct ApiDependencies {
   config::JobsConfig jobs = {};
   config::QualityConfig quality = {};
   const datasets::FileCache* dataset_files = nullptr;  // built versions on local disk, if any
-  MetricsService* metrics = nullptr;  // set: GET /metrics is served on this router
+  MetricsService* metrics = nullptr;                   // set: GET /metrics is served on this router
 };
 
 void register_api(http::Router& router, const ApiDependencies& deps);

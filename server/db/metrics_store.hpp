@@ -18,11 +18,11 @@ namespace labelbroker::db {
 
 struct VendorClusterStats {
   std::map<std::string, std::int64_t> assignments;  // by state, non-terminal states only
-  std::int64_t spent_micros_month = 0;  // this UTC month, vendor:<id>:<YYYY-MM>
+  std::int64_t spent_micros_month = 0;              // this UTC month, vendor:<id>:<YYYY-MM>
   std::int64_t held_micros_month = 0;
-  std::int64_t gold_n = 0;              // all time, all teams (quality rollups)
+  std::int64_t gold_n = 0;  // all time, all teams (quality rollups)
   std::int64_t gold_correct = 0;
-  std::int64_t judgments_24h = 0;       // real answers rolled up in the last 24 hours
+  std::int64_t judgments_24h = 0;  // real answers rolled up in the last 24 hours
 };
 
 struct ClusterStats {
@@ -30,7 +30,7 @@ struct ClusterStats {
   std::map<std::string, VendorClusterStats> vendors;   // every vendor the database knows of
   std::int64_t team_held_micros_month = 0;             // sum over teams, this UTC month
   std::int64_t team_spent_micros_month = 0;
-  std::string month;                                   // "YYYY-MM", UTC
+  std::string month;  // "YYYY-MM", UTC
 };
 
 ClusterStats load_cluster_stats(pqxx::connection& c);

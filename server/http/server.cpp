@@ -153,8 +153,7 @@ class Server::Impl {
   // to the worker pool.
   std::optional<Response> try_fast(Request& request, const Route& route);
   // Writes the access log line and tells the observer.
-  void access_log(const Request& request, const Route* route, int status, std::size_t bytes,
-                  Clock::time_point started);
+  void access_log(const Request& request, const Route* route, int status, std::size_t bytes, Clock::time_point started);
 
   const ServerOptions& options() const { return options_; }
   const Router& router() const { return router_; }

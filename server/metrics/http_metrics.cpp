@@ -8,7 +8,7 @@ namespace labelbroker::metrics {
 
 const std::vector<double>& HttpMetrics::duration_bounds() {
   static const std::vector<double> bounds = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                             0.1,    0.25,  0.5,    1,     2.5,   5,     10};
+                                             0.1,    0.25,  0.5,    1,     2.5,  5,     10};
   return bounds;
 }
 
@@ -44,7 +44,8 @@ void HttpMetrics::record(const http::Route* route, int status, double seconds) {
   const int index = std::clamp(status, kMinStatus, kMinStatus + kStatusSlots - 1) - kMinStatus;
   slot.by_status[index].fetch_add(1, std::memory_order_relaxed);
   const auto& bounds = duration_bounds();
-  const auto bucket = static_cast<std::size_t>(std::lower_bound(bounds.begin(), bounds.end(), seconds) - bounds.begin());
+  const auto bucket =
+      static_cast<std::size_t>(std::lower_bound(bounds.begin(), bounds.end(), seconds) - bounds.begin());
   slot.buckets[bucket].fetch_add(1, std::memory_order_relaxed);
   slot.sum_nanos.fetch_add(static_cast<std::uint64_t>(std::llround(std::max(0.0, seconds) * 1e9)),
                            std::memory_order_relaxed);
@@ -74,7 +75,8 @@ void HttpMetrics::render(Writer& out) const {
   std::vector<std::uint64_t> counts(bounds.size() + 1);
   for (const auto& slot : slots_) {
     std::uint64_t total = 0;
-    for (std::size_t i = 0; i < counts.size(); ++i) total += counts[i] = slot->buckets[i].load(std::memory_order_relaxed);
+    for (std::size_t i = 0; i < counts.size(); ++i)
+      total += counts[i] = slot->buckets[i].load(std::memory_order_relaxed);
     // Routes never requested stay out of the page rather than adding 17 lines of zeros each.
     if (total == 0) continue;
     const double sum = static_cast<double>(slot->sum_nanos.load(std::memory_order_relaxed)) / 1e9;

@@ -1,13 +1,13 @@
 #include "metrics/process_metrics.hpp"
 
-#include <dirent.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstring>
 #include <optional>
 #include <string>
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace labelbroker::metrics {
 namespace {

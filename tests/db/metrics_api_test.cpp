@@ -1,11 +1,6 @@
 // GET /metrics against a real PostgreSQL: the series a scrape shows match what the database and
 // the process hold, requests are counted by route pattern, require_key asks for a key, and
 // promtool accepts the page.
-#include <catch2/catch.hpp>
-
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +9,10 @@
 #include <sstream>
 #include <thread>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
@@ -74,8 +73,9 @@ class MetricsFixture {
     // The refresher is not started: the test takes readings with refresh_now().
     metrics = std::make_unique<api::MetricsService>(*pool_, *dispatch_, &http_metrics_, metrics_config,
                                                     config::QualityConfig{});
-    api::register_api(router_, {*pool_, lifecycle_, db::expected_schema_version(), vendor_set_, *dispatch_, {}, {},
-                                nullptr, metrics.get()});
+    api::register_api(
+        router_,
+        {*pool_, lifecycle_, db::expected_schema_version(), vendor_set_, *dispatch_, {}, {}, nullptr, metrics.get()});
     http_metrics_.attach(router_);
     auto options = loopback_server_options(1, 2);
     options.observer = [this](const http::Route* route, int status, double seconds) {
@@ -124,8 +124,12 @@ class MetricsFixture {
 };
 
 json job_body(int items) {
-  json body = {{"name", "triage"},          {"task_type", "classification"}, {"domain", "general"},
-               {"labels", {"yes", "no"}},   {"redundancy", 2},               {"budget_usd", "100.00"},
+  json body = {{"name", "triage"},
+               {"task_type", "classification"},
+               {"domain", "general"},
+               {"labels", {"yes", "no"}},
+               {"redundancy", 2},
+               {"budget_usd", "100.00"},
                {"deadline", "2099-01-01T00:00:00Z"}};
   body["items"] = json::array();
   for (int i = 0; i < items; ++i) body["items"].push_back({{"id", "i-" + std::to_string(i)}, {"data", {{"t", i}}}});
@@ -207,15 +211,18 @@ TEST_CASE("metrics api: a scrape shows jobs, assignments, ledger, vendors and re
          "', -500000, 500000), ('vendor:scale:" + month + "', -500000, 500000)");
 
   // Rolled-up quality: scale 8 of 10 gold right and 30 judgments in the last day, surge 10.
-  f.exec("INSERT INTO vendor_keys (key, vendor_id, domain) VALUES ('[\"scale\",null,null,null]', 'scale', NULL), "
-         "('[\"surge\",null,null,null]', 'surge', NULL), ('[\"scale\",\"general\",null,null]', 'scale', 'general')");
-  f.exec("INSERT INTO vendor_cumulative SELECT k.id, date_trunc('hour', now()), v.judgments, v.gold_n, v.gold_correct, "
-         "0, 0, 0, 0, 0, 0, array_fill(0::bigint, ARRAY[14]) FROM vendor_keys k JOIN (VALUES "
-         "('[\"scale\",null,null,null]', 30, 10, 8), ('[\"surge\",null,null,null]', 10, 0, 0), "
-         "('[\"scale\",\"general\",null,null]', 999, 999, 999)) v(key, judgments, gold_n, gold_correct) ON v.key = k.key");
+  f.exec(
+      "INSERT INTO vendor_keys (key, vendor_id, domain) VALUES ('[\"scale\",null,null,null]', 'scale', NULL), "
+      "('[\"surge\",null,null,null]', 'surge', NULL), ('[\"scale\",\"general\",null,null]', 'scale', 'general')");
+  f.exec(
+      "INSERT INTO vendor_cumulative SELECT k.id, date_trunc('hour', now()), v.judgments, v.gold_n, v.gold_correct, "
+      "0, 0, 0, 0, 0, 0, array_fill(0::bigint, ARRAY[14]) FROM vendor_keys k JOIN (VALUES "
+      "('[\"scale\",null,null,null]', 30, 10, 8), ('[\"surge\",null,null,null]', 10, 0, 0), "
+      "('[\"scale\",\"general\",null,null]', 999, 999, 999)) v(key, judgments, gold_n, gold_correct) ON v.key = k.key");
   // ... and older history that the share's 24 hours leave out.
-  f.exec("INSERT INTO vendor_cumulative SELECT id, date_trunc('hour', now()) - interval '2 days', 20, 0, 0, 0, 0, 0, 0, "
-         "0, 0, array_fill(0::bigint, ARRAY[14]) FROM vendor_keys WHERE key = '[\"scale\",null,null,null]'");
+  f.exec(
+      "INSERT INTO vendor_cumulative SELECT id, date_trunc('hour', now()) - interval '2 days', 20, 0, 0, 0, 0, 0, 0, "
+      "0, 0, array_fill(0::bigint, ARRAY[14]) FROM vendor_keys WHERE key = '[\"scale\",null,null,null]'");
 
   f.dispatch().book().count_error("surge", vendors::ErrorClass::capacity);
   f.dispatch().book().count_error("surge", vendors::ErrorClass::capacity);
@@ -275,7 +282,8 @@ TEST_CASE("metrics api: a scrape shows jobs, assignments, ledger, vendors and re
   // Requests: the three POSTs so far, by pattern, never by raw path.
   CHECK(value_of(page, "labelbroker_http_requests_total{method=\"POST\",route=\"/v1/jobs\",status=\"201\"}") == 3);
   CHECK(page.find("/v1/jobs/" + job) == std::string::npos);
-  const std::string job_route = "labelbroker_http_requests_total{method=\"GET\",route=\"/v1/jobs/{id}\",status=\"200\"}";
+  const std::string job_route =
+      "labelbroker_http_requests_total{method=\"GET\",route=\"/v1/jobs/{id}\",status=\"200\"}";
   CHECK_FALSE(value_of(page, job_route));
   REQUIRE(f.get("/v1/jobs/" + job, f.viewer).status == 200);
   REQUIRE(f.get("/v1/jobs/" + job, f.viewer).status == 200);
@@ -283,10 +291,13 @@ TEST_CASE("metrics api: a scrape shows jobs, assignments, ledger, vendors and re
   REQUIRE(f.get("/v1/jobs/" + job).status == 401);
   CHECK(eventually(f, job_route, 2) == 2);
   CHECK(eventually(f, "labelbroker_http_requests_total{method=\"\",route=\"unmatched\",status=\"404\"}", 1) == 1);
-  CHECK(eventually(f, "labelbroker_http_requests_total{method=\"GET\",route=\"/v1/jobs/{id}\",status=\"401\"}", 1) == 1);
-  CHECK(eventually(f, "labelbroker_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/jobs/{id}\"}", 3) == 3);
+  CHECK(eventually(f, "labelbroker_http_requests_total{method=\"GET\",route=\"/v1/jobs/{id}\",status=\"401\"}", 1) ==
+        1);
+  CHECK(eventually(f, "labelbroker_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/jobs/{id}\"}", 3) ==
+        3);
   // Scrapes count too.
-  CHECK(value_of(f.get("/metrics").body, "labelbroker_http_requests_total{method=\"GET\",route=\"/metrics\",status=\"200\"}") >= 1);
+  CHECK(value_of(f.get("/metrics").body,
+                 "labelbroker_http_requests_total{method=\"GET\",route=\"/metrics\",status=\"200\"}") >= 1);
 
   // The breaker opens after five failures in a row.
   for (int i = 0; i < 5; ++i) f.dispatch().book().record_failure("scale");
@@ -371,13 +382,17 @@ TEST_CASE("metrics api: with metrics.listen, the real binary serves /metrics the
 }
 
 // Not a test: how long render() takes with 50 vendors (the page /metrics serves), in process,
-// without HTTP. bench/metrics.sh measures the whole request; this separates the rendering.
-TEST_CASE("metrics api: render time with 50 vendors", "[.db][.bench][metrics-bench]") {
+// without HTTP. bench/metrics.sh measures the whole request; this separates the rendering. Needs
+// LABELBROKER_TEST_DATABASE_URL like the database tests, but is not one of them (hidden, [.bench]).
+TEST_CASE("metrics api: render time with 50 vendors", "[.bench][metrics-bench]") {
   json fleet = json::object({{"vendors", json::array()}});
   for (int i = 1; i <= 50; ++i) {
     const std::string id = "v" + std::to_string(100 + i);
     fleet["vendors"].push_back(
-        {{"id", id}, {"kind", "scale"}, {"base_url", "http://127.0.0.1:9/" + id + "/v1"}, {"api_key", "k"},
+        {{"id", id},
+         {"kind", "scale"},
+         {"base_url", "http://127.0.0.1:9/" + id + "/v1"},
+         {"api_key", "k"},
          {"callback_secret", "callback-secret-0123456789"},
          {"capabilities", {{"task_types", {"classification"}}, {"domains", {"general"}}, {"expertise", {"general"}}}},
          {"prices", {{"classification", "0.04"}, {"preference", "0.06"}, {"rating", "0.08"}}}});

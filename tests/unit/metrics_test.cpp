@@ -1,9 +1,9 @@
 // The Prometheus exposition writer, the per-route request counters and the metrics config section.
-#include <catch2/catch.hpp>
-
 #include <cmath>
 #include <limits>
 #include <string>
+
+#include <catch2/catch.hpp>
 
 #include "config/config.hpp"
 #include "http/router.hpp"
