@@ -7,6 +7,7 @@
 #include "api/gold_routes.hpp"
 #include "api/health_routes.hpp"
 #include "api/job_routes.hpp"
+#include "api/metrics_routes.hpp"
 #include "api/ops_routes.hpp"
 #include "api/score_routes.hpp"
 #include "api/vendor_routes.hpp"
@@ -24,6 +25,7 @@ void register_api(http::Router& router, const ApiDependencies& deps) {
   register_dataset_routes(router, deps.pool, deps.dataset_files);
   register_admin_routes(router, deps.pool);
   register_ops_routes(router);
+  if (deps.metrics) register_metrics_route(router, deps.pool, *deps.metrics);
 }
 
 }  // namespace labelbroker::api

@@ -11,6 +11,8 @@
 
 namespace labelbroker::api {
 
+class MetricsService;
+
 struct ApiDependencies {
   db::ConnectionPool& pool;
   http::Lifecycle& lifecycle;
@@ -20,6 +22,7 @@ struct ApiDependencies {
   config::JobsConfig jobs = {};
   config::QualityConfig quality = {};
   const datasets::FileCache* dataset_files = nullptr;  // built versions on local disk, if any
+  MetricsService* metrics = nullptr;                   // set: GET /metrics is served on this router
 };
 
 void register_api(http::Router& router, const ApiDependencies& deps);

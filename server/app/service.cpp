@@ -8,6 +8,7 @@
 #include <pqxx/connection>
 
 #include "api/auth.hpp"
+#include "api/metrics_routes.hpp"
 #include "api/routes.hpp"
 #include "app/cli.hpp"
 #include "common/build_info.hpp"
@@ -20,6 +21,7 @@
 #include "http/server.hpp"
 #include "jobs/engine.hpp"
 #include "jobs/webhook_delivery.hpp"
+#include "metrics/http_metrics.hpp"
 #include "vendors/registry.hpp"
 
 namespace labelbroker::app {
@@ -135,7 +137,12 @@ int serve(const config::Config& cfg) {
   db::ConnectionPool pool(pool_options(cfg));
   http::Lifecycle lifecycle;
   http::Router router;
-  http::Server server(server_options(cfg), router, lifecycle);
+  metrics::HttpMetrics http_metrics;  // counts nothing until attached to the finished router
+  auto options = server_options(cfg);
+  options.observer = [&http_metrics](const http::Route* route, int status, double seconds) {
+    http_metrics.record(route, status, seconds);
+  };
+  http::Server server(options, router, lifecycle);
   try {
     server.bind();
   } catch (const std::exception& e) {
@@ -179,15 +186,49 @@ int serve(const config::Config& cfg) {
         auth::RateLimitPolicy{cfg.auth.default_requests_per_second, cfg.auth.default_burst});
   const datasets::FileCache dataset_files(cfg.datasets.cache_dir ? *cfg.datasets.cache_dir
                                                                 : default_dataset_cache_dir());
+  api::MetricsService metrics(pool, dispatch, &http_metrics, cfg.metrics, cfg.quality);
   api::register_api(router, {pool, lifecycle, db::expected_schema_version(), vendor_set, dispatch, cfg.jobs,
-                             cfg.quality, &dataset_files});
+                             cfg.quality, &dataset_files, cfg.metrics.listen ? nullptr : &metrics});
+  http_metrics.attach(router);
+  // metrics.listen: /metrics only on a listener of its own (a port kept off the public network).
+  http::Router metrics_router;
+  std::unique_ptr<http::Server> metrics_server;
+  if (cfg.metrics.listen) {
+    api::register_metrics_route(metrics_router, pool, metrics);
+    http::ServerOptions metrics_options = server_options(cfg);
+    metrics_options.host = cfg.metrics.listen->host;
+    metrics_options.port = cfg.metrics.listen->port;
+    metrics_options.io_threads = 1;
+    metrics_options.worker_threads = 1;
+    metrics_options.drain_delay = std::chrono::milliseconds(0);
+    metrics_server = std::make_unique<http::Server>(metrics_options, metrics_router, lifecycle);
+    try {
+      metrics_server->bind();
+    } catch (const std::exception& e) {
+      common::log::error("cannot start the metrics listener", {{"error", e.what()}});
+      std::fprintf(stderr, "labelbroker: metrics.listen: %s\n", e.what());
+      return kExitFailure;
+    }
+  }
   jobs::WebhookDelivery webhooks(pool, cfg.webhooks, vendor_runtime);
   jobs::Engine engine(dispatch, cfg.dispatch, &webhooks, &dataset_files);
+  metrics.start();
   server.start();
   server.handle_signals();
+  if (metrics_server) {
+    metrics_server->start();
+    config::ListenAddress metrics_bound = *cfg.metrics.listen;
+    metrics_bound.port = metrics_server->port();
+    common::log::info("serving /metrics", {{"url", "http://" + metrics_bound.to_string() + "/metrics"}});
+  }
   if (cfg.dispatch.enabled) engine.start();
   common::log::info("listening", {{"url", "http://" + bound.to_string()}, {"vendors", cfg.vendors.size()}});
   const bool drained = server.wait();
+  if (metrics_server) {
+    metrics_server->begin_shutdown();
+    metrics_server->wait();
+  }
+  metrics.stop();
   engine.stop();
   common::log::info("stopped", {{"drained", drained}});
   return kExitOk;

@@ -212,6 +212,17 @@ Config parse_config(std::string_view text, const std::string& source_name, const
     a.finish();
   }
   {
+    auto m = top.object("metrics");
+    if (const json* listen_value = m.find("listen"); listen_value && !listen_value->is_null()) {
+      std::string metrics_listen;
+      m.string("listen", metrics_listen);
+      cfg.metrics.listen = parse_listen_address(metrics_listen, source_name + ": $.metrics.listen");
+    }
+    m.boolean("require_key", cfg.metrics.require_key);
+    m.millis("refresh_ms", cfg.metrics.refresh, 100, 3600000);
+    m.finish();
+  }
+  {
     auto log = top.object("log");
     log.string("level", cfg.log.level);
     if (cfg.log.level != "debug" && cfg.log.level != "info" && cfg.log.level != "warn" && cfg.log.level != "error")

@@ -155,6 +155,14 @@ struct AuthConfig {
   std::chrono::milliseconds rate_limit_lease{100};
 };
 
+// GET /metrics (Prometheus). Cluster-wide numbers come from a snapshot of the database refreshed
+// every `refresh`; the page itself is rendered from memory.
+struct MetricsConfig {
+  std::optional<ListenAddress> listen;  // set: served only on this separate listener
+  bool require_key = false;             // true: any valid API key (viewer or above)
+  std::chrono::milliseconds refresh{5000};
+};
+
 struct LogConfig {
   std::string level = "info";
   bool access_log = true;
@@ -183,6 +191,7 @@ struct Config {
   QualityConfig quality;
   RoutingConfig routing;
   AuthConfig auth;
+  MetricsConfig metrics;
   LogConfig log;
   std::string source = "defaults";  // file the values came from, for log lines
 };

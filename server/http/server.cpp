@@ -152,7 +152,8 @@ class Server::Impl {
   // The route's fast path on the I/O thread; nullopt (also when it throws) sends the request on
   // to the worker pool.
   std::optional<Response> try_fast(Request& request, const Route& route);
-  void access_log(const Request& request, int status, std::size_t bytes, Clock::time_point started);
+  // Writes the access log line and tells the observer.
+  void access_log(const Request& request, const Route* route, int status, std::size_t bytes, Clock::time_point started);
 
   const ServerOptions& options() const { return options_; }
   const Router& router() const { return router_; }
@@ -270,6 +271,7 @@ class Session : public std::enable_shared_from_this<Session> {
     state_ = State::reading_header;
     started_ = Clock::now();
     request_ = Request{};
+    route_ = nullptr;
     // Most requests arrive in one segment: parse what is buffered now instead of paying another
     // trip through the scheduler. The parser stops at the end of the header (it is not eager).
     while (buffer_.size() > 0 && !parser_->is_header_done()) {
@@ -293,6 +295,7 @@ class Session : public std::enable_shared_from_this<Session> {
     // Route now, before the body: the route decides how large a body may be.
     target_ok_ = parse_target(request_.target, request_.path, request_.query);
     if (target_ok_) match_ = server_.router().match(request_.method, request_.path);
+    route_ = match_.route;
     body_limit_ = Router::body_limit(match_.route, server_.options().body_limit_bytes);
     if (auto length = parser_->content_length(); length && *length > body_limit_) {
       return send_error(413, "payload-too-large", "Payload too large",
@@ -421,7 +424,7 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.expires_after(server_.options().write_timeout);
     net::async_write(stream_, net::buffer(write_buffer_),
                      [self = shared_from_this(), keep_alive, status, body_bytes](beast::error_code ec, std::size_t) {
-                       self->server_.access_log(self->request_, status, body_bytes, self->started_);
+                       self->server_.access_log(self->request_, self->route_, status, body_bytes, self->started_);
                        if (ec) return self->do_close();
                        if (!keep_alive) return self->finish_connection();
                        self->do_read();
@@ -475,7 +478,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void finish_streamed(bool keep_alive, int status, std::uint64_t length) {
     streamed_piece_.clear();
     streamed_piece_.shrink_to_fit();
-    server_.access_log(request_, status, static_cast<std::size_t>(length), started_);
+    server_.access_log(request_, route_, status, static_cast<std::size_t>(length), started_);
     if (!keep_alive) return finish_connection();
     do_read();
   }
@@ -557,6 +560,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   Request request_;
   RouteMatch match_;          // the current request's route, found once its header is read
+  const Route* route_ = nullptr;  // match_.route, kept for the observer (match_ is consumed)
   bool target_ok_ = false;    // the request target parsed (else 400 once the request is read)
   std::size_t body_limit_ = 0;  // the current request's body limit (its route's, or the server's)
   Clock::time_point started_{};
@@ -670,11 +674,14 @@ Response Server::Impl::dispatch_inline(Request& request, const Route& route) {
                  "the server failed to handle this request; quote request id " + request.request_id);
 }
 
-void Server::Impl::access_log(const Request& request, int status, std::size_t bytes, Clock::time_point started) {
+void Server::Impl::access_log(const Request& request, const Route* route, int status, std::size_t bytes,
+                              Clock::time_point started) {
+  const auto elapsed = Clock::now() - started;
+  if (options_.observer) options_.observer(route, status, std::chrono::duration<double>(elapsed).count());
   if (!options_.access_log || !common::log::enabled(common::log::Level::info)) return;
   // Formatted by hand: this runs for every request and a json object per line costs more than
   // the rest of a /healthz request.
-  const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count();
+  const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count();
   char duration[32];
   std::snprintf(duration, sizeof duration, "%lld.%03lld", static_cast<long long>(micros / 1000),
                 static_cast<long long>(micros % 1000));

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -37,6 +38,10 @@ struct ServerOptions {
   // this long so the client sees the response instead of a connection reset.
   std::chrono::milliseconds linger{2000};
   bool access_log = true;
+  // Told about every request once its response is written (or writing it failed): the route it
+  // matched (null: none), the status, and the seconds since its header started. Runs on an I/O
+  // thread, so it must be quick and never block (metrics::HttpMetrics counts with atomics).
+  std::function<void(const Route* route, int status, double seconds)> observer;
 };
 
 // Shared with handlers that report readiness.

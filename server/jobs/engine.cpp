@@ -166,6 +166,27 @@ nlohmann::json VendorBook::describe(const std::string& vendor_id) const {
   return out;
 }
 
+void VendorBook::count_error(const std::string& vendor_id, vendors::ErrorClass error_class) {
+  const auto index = static_cast<std::size_t>(error_class);
+  if (index >= kErrorClasses) return;
+  std::lock_guard lock(mutex_);
+  ++errors_[vendor_id][index];
+}
+
+std::vector<VendorBook::VendorStatus> VendorBook::statuses() const {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<VendorStatus> out;
+  std::lock_guard lock(mutex_);
+  for (const auto& adapter : vendors_.all()) {
+    VendorStatus s;
+    s.id = adapter->id();
+    if (auto it = breakers_.find(s.id); it != breakers_.end()) s.breaker = it->second.state(now);
+    if (auto it = errors_.find(s.id); it != errors_.end()) s.errors = it->second;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
 void VendorBook::apply_settings(const std::map<std::string, db::VendorSetting>& settings) {
   std::lock_guard lock(mutex_);
   settings_ = settings;
@@ -609,6 +630,16 @@ bool Engine::pause(std::chrono::milliseconds d) {
   return !wake_.wait_for(lock, d, [this] { return stopping_.load(); });
 }
 
+template <typename Fn>
+auto Engine::counting_errors(vendors::VendorAdapter& adapter, Fn&& fn) {
+  try {
+    return fn();
+  } catch (const vendors::VendorError& e) {
+    dispatch_.book().count_error(adapter.id(), e.error_class());
+    throw;
+  }
+}
+
 // Each loop survives any error (database down, vendor garbage): it logs, waits a second, and goes
 // on. Returns false when the engine is stopping.
 template <typename Fn>
@@ -679,13 +710,18 @@ void Engine::send_batch(vendors::VendorAdapter& adapter, db::ClaimedBatch& batch
     units.push_back(std::move(u.unit));
   }
   vendors::SubmitResult result;
+  auto& book = dispatch_.book();
   try {
     result = adapter.submit(units);
+    // Units the vendor refused one by one are an error each.
+    for (const auto& f : result.failed) book.count_error(adapter.id(), f.error_class);
   } catch (const vendors::VendorError& e) {
+    book.count_error(adapter.id(), e.error_class());  // one failed request, however many units
     for (const auto& u : units)
       result.failed.push_back({u.assignment_id, e.error_class(), e.what(), e.retry_after()});
   } catch (const std::exception& e) {
     // Not a classified vendor error: assume nothing is known and retry the batch as it was.
+    book.count_error(adapter.id(), vendors::ErrorClass::retryable);
     for (const auto& u : units) result.failed.push_back({u.assignment_id, vendors::ErrorClass::retryable, e.what(), {}});
   }
   // The breaker counts a batch the vendor did not take because it is down, overloaded or refusing
@@ -740,7 +776,7 @@ void Engine::run_poller() {
           return db::claim_units_to_poll(c, adapter->id(), options_.poll_after, 500);
         });
         if (!refs.empty()) {
-          auto results = adapter->poll(refs);
+          auto results = counting_errors(*adapter, [&] { return adapter->poll(refs); });
           auto summary = dispatch_.ingest(adapter->id(), results);
           if (summary.recorded > 0)
             log::info("results recovered by polling", {{"vendor", adapter->id()}, {"recorded", summary.recorded}});
@@ -777,13 +813,13 @@ void Engine::run_canceller() {
         }
         bool bulk = !jobs.empty();
         for (const auto& job : jobs)
-          if (!adapter->cancel_job(job)) bulk = false;
+          if (!counting_errors(*adapter, [&] { return adapter->cancel_job(job); })) bulk = false;
         if (bulk) {
           std::vector<vendors::UnitRef> refs;
           for (const auto& t : targets)
             if (!t.move) refs.push_back(t.ref);
           std::set<std::string> gone;
-          for (const auto& r : adapter->poll(refs))
+          for (const auto& r : counting_errors(*adapter, [&] { return adapter->poll(refs); }))
             if (r.status == vendors::UnitStatus::canceled) gone.insert(r.assignment_id);
           for (const auto& t : targets)
             if (!t.move) (gone.count(t.ref.assignment_id) ? canceled : keep).push_back(t.ref.assignment_id);
@@ -798,8 +834,9 @@ void Engine::run_canceller() {
               canceled.push_back(t.ref.assignment_id);
             else
               keep.push_back(t.ref.assignment_id);
-          } catch (const vendors::VendorError&) {
+          } catch (const vendors::VendorError& e) {
             // Asked again when the claim runs out.
+            dispatch_.book().count_error(adapter->id(), e.error_class());
           }
         }
         with_retry(dispatch_.pool(), [&](auto& c) {

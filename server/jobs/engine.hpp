@@ -15,6 +15,7 @@
 // Every step is claimed in PostgreSQL, so several broker processes share the work and a killed one
 // loses nothing: its leases expire and another process re-sends its batches, which the vendors
 // treat idempotently (same assignment ids, same batches).
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -63,6 +64,17 @@ class VendorBook {
   // {state, consecutive_failures, window_requests, window_failures, opened_at, reopen_at}
   nlohmann::json describe(const std::string& vendor_id) const;
 
+  // Vendor errors by class, counted where dispatch, polling and cancel see them (for /metrics).
+  static constexpr std::size_t kErrorClasses = 5;  // vendors::ErrorClass's values
+  void count_error(const std::string& vendor_id, vendors::ErrorClass error_class);
+  struct VendorStatus {
+    std::string id;
+    routing::BreakerState breaker = routing::BreakerState::closed;
+    std::array<std::uint64_t, kErrorClasses> errors{};  // indexed by vendors::ErrorClass
+  };
+  // Every configured vendor, in configuration order, under one lock.
+  std::vector<VendorStatus> statuses() const;
+
   // Admin overrides, as stored; a vendor absent from `settings` is as configured.
   void apply_settings(const std::map<std::string, db::VendorSetting>& settings);
   // The effective (enabled, weight) of a vendor: override, else configuration.
@@ -82,6 +94,7 @@ class VendorBook {
   routing::BreakerOptions breaker_options_;
   mutable std::mutex mutex_;
   mutable std::map<std::string, routing::CircuitBreaker> breakers_;
+  std::map<std::string, std::array<std::uint64_t, kErrorClasses>> errors_;
   std::map<std::string, db::VendorSetting> settings_;
 };
 
@@ -185,6 +198,9 @@ class Engine {
   bool pause(std::chrono::milliseconds d);
   template <typename Fn>
   bool guarded(const char* step, Fn&& fn);
+  // Runs one call to a vendor, counting a VendorError it throws (which then propagates).
+  template <typename Fn>
+  auto counting_errors(vendors::VendorAdapter& adapter, Fn&& fn);
 
   Dispatch& dispatch_;
   config::DispatchConfig options_;

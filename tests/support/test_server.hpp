@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "api/metrics_routes.hpp"
 #include "api/routes.hpp"
 #include "db/pool.hpp"
 #include "http/router.hpp"
@@ -27,8 +28,13 @@ class TestServer {
                       std::vector<config::VendorConfig> vendor_configs = {})
       : pool_(make_pool(std::move(database_url))),
         dispatch_(std::make_unique<jobs::Dispatch>(*pool_, vendors_, vendor_configs)),
+        // Serves /metrics as production does; its refresher is not started (no database reads in
+        // the background of tests that do not ask for them).
+        metrics_(std::make_unique<api::MetricsService>(*pool_, *dispatch_, nullptr, config::MetricsConfig{},
+                                                       config::QualityConfig{})),
         options_(std::move(options)) {
-    api::register_api(router_, {*pool_, lifecycle_, expected_schema_version, vendors_, *dispatch_, jobs_config});
+    api::register_api(router_, {*pool_, lifecycle_, expected_schema_version, vendors_, *dispatch_, jobs_config, {},
+                                nullptr, metrics_.get()});
   }
 
   http::Router& router() { return router_; }
@@ -57,6 +63,7 @@ class TestServer {
   std::unique_ptr<db::ConnectionPool> pool_;
   vendors::VendorSet vendors_;
   std::unique_ptr<jobs::Dispatch> dispatch_;
+  std::unique_ptr<api::MetricsService> metrics_;
   http::Lifecycle lifecycle_;
   http::Router router_;
   http::ServerOptions options_;
