@@ -240,7 +240,7 @@ TEST_CASE("roles: each role against each endpoint family gets 2xx, 403 or 404", 
     CHECK(http_request(api.port(), "GET", open).status == 200);
 }
 
-TEST_CASE("rate limits: a key over its rate gets 429 with Retry-After; processes share one allowance",
+TEST_CASE("rate limits: a key over its rate gets 429 with Retry-After, processes share one allowance",
           "[.db][admin-api]") {
   ApiFixture api(kDatasetVendors);
   auth::shared_rate_limiter().clear();

@@ -84,7 +84,7 @@ TEST_CASE("datasets: a version is built from completed jobs, with a manifest who
   CHECK(list[1]["versions"][0]["item_count"] == 7);
 }
 
-TEST_CASE("datasets: versions are immutable and deterministic; a new one leaves the old bytes alone",
+TEST_CASE("datasets: versions are immutable and deterministic, a new one leaves the old bytes alone",
           "[.db][datasets]") {
   DatasetApi api;
   const auto one = api.completed_job(6, api.submitter);

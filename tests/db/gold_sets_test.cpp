@@ -247,7 +247,7 @@ TEST_CASE("gold sets: a bad set gets a 422 with a pointer to every problem, and 
   CHECK(api.count("SELECT count(*) FROM gold_set_items") == 0);
 }
 
-TEST_CASE("gold sets: viewers read but cannot create; another team's set does not exist for it", "[.db][gold-sets]") {
+TEST_CASE("gold sets: viewers read but cannot create, another team's set does not exist for it", "[.db][gold-sets]") {
   GoldApi api;
   const std::string id = api.create_set(gold_set_body("mine", 3));
 

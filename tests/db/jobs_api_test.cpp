@@ -99,7 +99,7 @@ class JobsApi : public ApiFixture {
 
 }  // namespace
 
-TEST_CASE("jobs api: a job is stored with its items; an Idempotency-Key replays it", "[.db][jobs-api]") {
+TEST_CASE("jobs api: a job is stored with its items, an Idempotency-Key replays it", "[.db][jobs-api]") {
   JobsApi api;
   const json body = job_body(300, 5);
   const Headers key = {{"Idempotency-Key", "submit-1"}};
@@ -344,7 +344,7 @@ TEST_CASE("jobs api: a draft takes items in parts, then starts", "[.db][jobs-api
             .status == 409);
 }
 
-TEST_CASE("jobs api: another team's job does not exist for it; viewers cannot submit", "[.db][jobs-api]") {
+TEST_CASE("jobs api: another team's job does not exist for it, viewers cannot submit", "[.db][jobs-api]") {
   JobsApi api;
   auto draft = api.post("/v1/jobs?draft=true", job_body(1).dump(), api.submitter);
   REQUIRE(draft.status == 201);

@@ -183,7 +183,7 @@ Promtool promtool_check(const std::string& page) {
 
 }  // namespace
 
-TEST_CASE("metrics api: a scrape shows jobs, assignments, ledger, vendors and requests; promtool accepts it",
+TEST_CASE("metrics api: a scrape shows jobs, assignments, ledger, vendors and requests, promtool accepts it",
           "[.db][metrics-api]") {
   MetricsFixture f;
 

@@ -32,7 +32,7 @@ json vendor_named(const json& list, const std::string& id) {
 
 }  // namespace
 
-TEST_CASE("routing api: admins drain and restore a vendor; the override is stored and shown", "[.db][routing-api]") {
+TEST_CASE("routing api: admins drain and restore a vendor, the override is stored and shown", "[.db][routing-api]") {
   ApiFixture api(kVendors);
 
   auto listed = json::parse(api.get("/v1/vendors", api.viewer).body);

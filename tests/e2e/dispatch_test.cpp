@@ -170,7 +170,7 @@ TEST_CASE("jobs e2e: kill -9 during dispatch of 2,000 items, restart: nothing lo
   check_nothing_lost_or_duplicated(fleet, job_id, 2000, 2);
 }
 
-TEST_CASE("jobs e2e: two brokers share the database; one is killed mid-dispatch, the other finishes the job",
+TEST_CASE("jobs e2e: two brokers share the database, one is killed mid-dispatch, the other finishes the job",
           "[.db][e2e-dispatch][kill]") {
   Fleet fleet(/*batch=*/25, /*lease_ms=*/1500);
   const auto port_a = free_port();
@@ -278,7 +278,7 @@ TEST_CASE("jobs e2e: lost callbacks only delay results: the poller asks the vend
   CHECK(broker->errors().find("results recovered by polling") != std::string::npos);
 }
 
-TEST_CASE("jobs e2e: cancel stops unstarted work at the vendors; only the owning team can cancel",
+TEST_CASE("jobs e2e: cancel stops unstarted work at the vendors, only the owning team can cancel",
           "[.db][e2e-dispatch][cancel]") {
   Fleet fleet;
   WebhookReceiver sink;

@@ -214,7 +214,7 @@ TEST_CASE("ledger e2e: a $5 budget is never overspent, even by two brokers racin
   check_accounts_reconcile(fleet.db_url());
 }
 
-TEST_CASE("quality e2e: gold measures each vendor's accuracy per domain; the scores API reports it with intervals, "
+TEST_CASE("quality e2e: gold measures each vendor's accuracy per domain, the scores API reports it with intervals, "
           "kappa and an ETag",
           "[.db][e2e-quality]") {
   // Each vendor is better at one domain than the other, and the ranking differs between them.
@@ -364,7 +364,7 @@ TEST_CASE("quality e2e: gold measures each vendor's accuracy per domain; the sco
   }
 }
 
-TEST_CASE("ledger e2e: a vendor's monthly cap moves work to other vendors; a team's monthly cap pauses its jobs",
+TEST_CASE("ledger e2e: a vendor's monthly cap moves work to other vendors, a team's monthly cap pauses its jobs",
           "[.db][e2e-ledger]") {
   Fleet fleet(10, 2000, [](json& config) {
     for (auto& v : config["vendors"])

@@ -37,7 +37,7 @@ TEST_CASE("scenario: the default scenario loads with the four required vendors",
   CHECK(mercor.behaviour.accuracy.lookup("legal", "classification", "expert") == Approx(0.95));
 }
 
-TEST_CASE("scenario: the labelbroker-eval scenarios load; drift scopes and the eval section are kept",
+TEST_CASE("scenario: the labelbroker-eval scenarios load, drift scopes and the eval section are kept",
           "[sim][scenario]") {
   for (const char* name : {"steady", "quality-drop", "outage", "new-vendor"}) {
     INFO(name);

@@ -75,7 +75,7 @@ TEST_CASE("a success resets the consecutive-failure count", "[unit][breaker]") {
   CHECK(b.state(kT0) == BreakerState::closed);
 }
 
-TEST_CASE("half-open lets one probe through; success closes, failure reopens", "[unit][breaker]") {
+TEST_CASE("half-open lets one probe through, success closes, failure reopens", "[unit][breaker]") {
   routing::CircuitBreaker b(small_breaker());
   for (int i = 0; i < 3; ++i) b.record_failure(kT0);
   const auto later = kT0 + 5s;

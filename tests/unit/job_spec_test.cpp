@@ -139,7 +139,7 @@ TEST_CASE("jobs: shapes and limits", "[jobs]") {
   CHECK(has(parse_job(job, fleet(), kNow), "/budget_usd", "positive"));
 }
 
-TEST_CASE("jobs: a draft may come without items; appended lists are checked like a job's", "[jobs]") {
+TEST_CASE("jobs: a draft may come without items, appended lists are checked like a job's", "[jobs]") {
   json job = brief_job();
   job["items"] = json::array();
   job.erase("gold");

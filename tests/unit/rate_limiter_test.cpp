@@ -92,7 +92,7 @@ TEST_CASE("rate limiter: a refusal holds locally until the bucket can have a tok
   CHECK(bucket.calls == calls + 1);
 }
 
-TEST_CASE("rate limiter: keys without a limit pass; the default applies to them once set", "[rate-limit]") {
+TEST_CASE("rate limiter: keys without a limit pass, the default applies to them once set", "[rate-limit]") {
   Clock::time_point now{};
   auth::RateLimiter limiter(std::chrono::milliseconds(100), [&] { return now; });
   int calls = 0;

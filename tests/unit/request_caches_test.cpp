@@ -114,7 +114,7 @@ TEST_CASE("key cache: unknown keys and wrong secrets are not cached, so a new ke
   CHECK(cache.size() == 1);
 }
 
-TEST_CASE("key cache: ttl 0 asks the database every time; errors propagate and cache nothing", "[key-cache]") {
+TEST_CASE("key cache: ttl 0 asks the database every time, errors propagate and cache nothing", "[key-cache]") {
   TestClock clock;
   api::KeyCache cache(0ms, api::KeyCache::kDefaultMaxEntries, clock.fn());
   const auto key = auth::generate_api_key();
@@ -296,7 +296,7 @@ TEST_CASE("view cache: a failed computation reaches every caller waiting on it a
   CHECK(cache.get("k", [] { return std::string(R"({"ok":true})"); })->body == R"({"ok":true})");
 }
 
-TEST_CASE("view cache: ttl 0 computes every time; the number of keys is bounded", "[view-cache]") {
+TEST_CASE("view cache: ttl 0 computes every time, the number of keys is bounded", "[view-cache]") {
   api::ViewCache uncached(0ms);
   int computes = 0;
   for (int i = 0; i < 3; ++i)

@@ -118,7 +118,7 @@ TEST_CASE("surge adapter: cancel is honest about what Surge can do", "[vendors][
   CHECK(adapter->cancel({"c-9", "00000000-0000-0000-0000-000000000000"}) == CancelOutcome::not_found);
 }
 
-TEST_CASE("surge adapter: callbacks carry the token; a wrong token is rejected", "[vendors][surge][sim]") {
+TEST_CASE("surge adapter: callbacks carry the token, a wrong token is rejected", "[vendors][surge][sim]") {
   SimFixture fx;
   auto adapter = fx.adapter(surge_entry(fx.port()));
   fx.receiver().attach(adapter.get());
