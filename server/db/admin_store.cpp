@@ -2,16 +2,12 @@
 
 #include <pqxx/pqxx>
 
+#include "db/sql_time.hpp"
+
 namespace labelbroker::db {
 namespace {
 
 using json = nlohmann::json;
-
-constexpr const char* kTime = "YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"";
-
-std::string rfc3339(const std::string& column) {
-  return "to_char(" + column + " AT TIME ZONE 'UTC', '" + kTime + "')";
-}
 
 std::optional<std::string> optional_text(const pqxx::field& f) {
   return f.is_null() ? std::nullopt : std::optional<std::string>(f.as<std::string>());
@@ -21,7 +17,7 @@ json optional_json(const std::optional<std::string>& v) { return v ? json(*v) : 
 
 // ---- teams ----
 
-const std::string kTeamColumns = "t.id, t.name, " + rfc3339("t.created_at") +
+const std::string kTeamColumns = "t.id, t.name, " + rfc3339_sql("t.created_at") +
                                  ", t.monthly_budget_micros, array_to_json(t.denied_vendors)::text";
 
 TeamView team_from(const pqxx::row& r) {
@@ -44,9 +40,10 @@ std::optional<TeamView> read_team(pqxx::work& tx, const std::string& name, bool 
 
 // ---- keys ----
 
-const std::string kKeyColumns = "k.id, k.prefix, t.name, k.role, k.label, " + rfc3339("k.created_at") + ", " +
-                                rfc3339("k.last_used_at") + ", " + rfc3339("k.expires_at") + ", " +
-                                rfc3339("k.revoked_at") + ", k.rate_per_second, k.rate_burst, k.replaces";
+const std::string kKeyColumns = "k.id, k.prefix, t.name, k.role, k.label, " + rfc3339_sql("k.created_at") + ", " +
+                                rfc3339_sql("k.last_used_at") + ", " + rfc3339_sql("k.expires_at") + ", " +
+                                rfc3339_sql("k.revoked_at") + ", k.rate_per_second, k.rate_burst, k.replaces, " +
+                                "coalesce(k.expires_at <= now(), false)";
 const std::string kKeyFrom = " FROM api_keys k JOIN teams t ON t.id = k.team_id ";
 
 KeyView key_from(const pqxx::row& r) {
@@ -62,6 +59,9 @@ KeyView key_from(const pqxx::row& r) {
   k.revoked_at = optional_text(r[8]);
   if (!r[9].is_null()) k.rate_limit = RateLimit{r[9].as<double>(), r[10].as<int>()};
   if (!r[11].is_null()) k.replaces = r[11].as<std::int64_t>();
+  // A key is usable until it is revoked or its expiry passes; revoked_at is what the API shows,
+  // so an expired key reads as revoked at its expiry.
+  if (!k.revoked_at && r[12].as<bool>()) k.revoked_at = k.expires_at;
   return k;
 }
 
@@ -70,16 +70,6 @@ std::optional<KeyView> read_key(pqxx::work& tx, std::int64_t id, bool lock) {
                              id);
   if (rows.empty()) return std::nullopt;
   return key_from(rows[0]);
-}
-
-// A key is usable until it is revoked or its expiry passes; revoked_at is what the API shows, so
-// an expired key reads as revoked at its expiry.
-KeyView as_of_now(KeyView key, pqxx::work& tx) {
-  if (!key.revoked_at && key.expires_at) {
-    auto expired = tx.exec_params1("SELECT $1::timestamptz <= now()", *key.expires_at)[0].as<bool>();
-    if (expired) key.revoked_at = key.expires_at;
-  }
-  return key;
 }
 
 json override_json(const std::optional<bool>& enabled, const std::optional<double>& weight) {
@@ -176,7 +166,7 @@ KeyView create_key(pqxx::connection& c, const NewKey& key, const AuditContext& a
 }
 
 std::vector<KeyView> list_keys(pqxx::connection& c, const KeyFilter& filter) {
-  pqxx::work tx(c);
+  pqxx::read_transaction tx(c);
   std::vector<KeyView> out;
   for (const auto& r : tx.exec_params(
            "SELECT " + kKeyColumns + kKeyFrom +
@@ -184,8 +174,7 @@ std::vector<KeyView> list_keys(pqxx::connection& c, const KeyFilter& filter) {
                "AND ($3 OR (k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now()))) "
                "ORDER BY k.id LIMIT $4",
            filter.after_id, filter.team_id, filter.include_revoked, static_cast<std::int64_t>(filter.limit)))
-    out.push_back(as_of_now(key_from(r), tx));
-  tx.commit();
+    out.push_back(key_from(r));
   return out;
 }
 
@@ -210,7 +199,7 @@ std::variant<Rotated, RotateRefusal> rotate_key(pqxx::connection& c, std::int64_
   pqxx::work tx(c);
   auto old_key = read_key(tx, key_id, true);
   if (!old_key) return RotateRefusal::not_found;
-  if (as_of_now(*old_key, tx).revoked_at) return RotateRefusal::revoked;
+  if (old_key->revoked_at) return RotateRefusal::revoked;
   const auto new_id =
       tx.exec_params1(
             "INSERT INTO api_keys (team_id, prefix, secret_hash, role, label, rate_per_second, rate_burst, replaces) "
@@ -259,7 +248,7 @@ std::vector<AuditEntry> list_audit(pqxx::connection& c, const AuditFilter& filte
   pqxx::read_transaction tx(c);
   std::vector<AuditEntry> out;
   for (const auto& r : tx.exec_params(
-           "SELECT id, " + rfc3339("at") +
+           "SELECT id, " + rfc3339_sql("at") +
                ", actor_type, actor_key_id, actor_key_prefix, actor_team, actor_name, action, target_type, "
                "target_id, before::text, after::text, request_id FROM audit_log "
                "WHERE ($1::bigint = 0 OR id < $1) AND ($2::text IS NULL OR action = $2) "

@@ -4,6 +4,8 @@
 
 #include <pqxx/pqxx>
 
+#include "db/sql_time.hpp"
+
 #include "common/crypto.hpp"
 #include "common/strings.hpp"
 
@@ -11,12 +13,6 @@ namespace labelbroker::db {
 namespace {
 
 using json = nlohmann::json;
-
-constexpr const char* kTime = "YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"";
-
-std::string rfc3339(const std::string& column) {
-  return "to_char(" + column + " AT TIME ZONE 'UTC', '" + kTime + "')";
-}
 
 // One version of the team's dataset: a number, or "latest" (the newest ready one). Columns: name,
 // version, status, created_at, source_jobs, item_count, excluded_count, label_counts, vendor_mix,
@@ -31,10 +27,10 @@ std::optional<pqxx::row> find_version(pqxx::transaction_base& tx, std::int64_t t
     number = static_cast<int>(*n);
   }
   auto rows = tx.exec_params(
-      "SELECT d.name, v.version, v.status, " + rfc3339("v.created_at") + ", array_to_json(v.source_jobs)::text, "
+      "SELECT d.name, v.version, v.status, " + rfc3339_sql("v.created_at") + ", array_to_json(v.source_jobs)::text, "
       "  v.item_count, v.excluded_count, coalesce(v.label_counts, '{}')::text, coalesce(v.vendor_mix, '{}')::text, "
       "  coalesce(v.aggregation, '{}')::text, v.bytes, v.sha256, v.min_confidence, array_to_json(v.include)::text, "
-      "  " + rfc3339("v.ready_at") + ", v.id::text "
+      "  " + rfc3339_sql("v.ready_at") + ", v.id::text "
       "FROM datasets d JOIN dataset_versions v ON v.dataset_id = d.id "
       "WHERE d.team_id = $1 AND d.name = $2 AND ($3::int IS NULL OR v.version = $3) "
       "  AND ($3::int IS NOT NULL OR v.status = 'ready') "
@@ -269,8 +265,8 @@ std::optional<json> load_dataset_manifest(pqxx::connection& c, std::int64_t team
 json list_datasets(pqxx::connection& c, std::int64_t team_id) {
   pqxx::read_transaction tx(c);
   auto rows = tx.exec_params(
-      "SELECT d.name, " + rfc3339("d.created_at") + ", v.version, v.status, v.item_count, " +
-          rfc3339("v.created_at") +
+      "SELECT d.name, " + rfc3339_sql("d.created_at") + ", v.version, v.status, v.item_count, " +
+          rfc3339_sql("v.created_at") +
           " FROM datasets d JOIN dataset_versions v ON v.dataset_id = d.id WHERE d.team_id = $1 "
           "ORDER BY d.name, v.version",
       team_id);
