@@ -68,6 +68,9 @@ std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_v
     return std::nullopt;
   static const int days_in_month[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
   if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 60) return std::nullopt;
+  // system_clock counts nanoseconds in 64 bits: 1677-09-21 to 2262-04-11. Whole years inside that
+  // range, so that no input (a deadline of 9999, say) overflows the conversion below.
+  if (year < kMinYear || year > kMaxYear) return std::nullopt;
   int max_day = days_in_month[month - 1] + (month == 2 && is_leap(year) ? 1 : 0);
   if (day > max_day) return std::nullopt;
 

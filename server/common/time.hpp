@@ -22,7 +22,12 @@ class SystemClock final : public Clock {
 // RFC 3339 in UTC: 2026-11-28T01:02:03Z, or with milliseconds 2026-11-28T01:02:03.456Z.
 std::string format_rfc3339(std::chrono::system_clock::time_point t, bool with_millis = false);
 
-// Parses RFC 3339 with 'Z' or a numeric offset and optional fractional seconds.
+// Years parse_rfc3339 accepts: those system_clock's 64-bit nanoseconds hold whole.
+inline constexpr int kMinYear = 1678;
+inline constexpr int kMaxYear = 2261;
+
+// Parses RFC 3339 with 'Z' or a numeric offset and optional fractional seconds; nullopt for
+// anything else, including years outside kMinYear..kMaxYear.
 std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view text);
 
 }  // namespace labelbroker::common

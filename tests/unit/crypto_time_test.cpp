@@ -57,6 +57,12 @@ TEST_CASE("RFC 3339 formatting and parsing round-trip in UTC", "[time]") {
   CHECK_FALSE(common::parse_rfc3339("2026-02-30T00:00:00Z"));
   CHECK_FALSE(common::parse_rfc3339("2026-12-01 13:04"));
   CHECK_FALSE(common::parse_rfc3339("2026-12-01T13:04:05"));
+  // Outside what system_clock holds: refused, never overflowed.
+  CHECK_FALSE(common::parse_rfc3339("2999-01-01T00:00:00Z"));
+  CHECK_FALSE(common::parse_rfc3339("9999-12-31T23:59:59Z"));
+  CHECK_FALSE(common::parse_rfc3339("1600-01-01T00:00:00Z"));
+  REQUIRE(common::parse_rfc3339("2261-12-31T23:59:59Z"));
+  CHECK(common::format_rfc3339(*common::parse_rfc3339("2261-12-31T23:59:59Z")) == "2261-12-31T23:59:59Z");
   CHECK_FALSE(common::parse_rfc3339("2026-12-01T13:04:05Zjunk"));
 }
 
