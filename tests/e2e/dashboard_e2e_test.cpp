@@ -1,10 +1,13 @@
-// The dashboard in a real browser: a broker with vendor-sim traffic serves /dashboard, and headless
-// Chromium (Debian's, driven by playwright-core from npm; both installed by scripts/setup-deps)
-// enters a wrong key and then a viewer key, and checks every configured vendor's card, the share
-// chart's cap line, the market panel and the error message (tests/browser/dashboard.mjs). The
-// screenshots land in the build directory.
+// The ops surface end to end, with real broker processes:
+// - the dashboard in a real browser: a broker with vendor-sim traffic serves /dashboard, and
+//   headless Chromium (Debian's, driven by playwright-core from npm; both installed by
+//   scripts/setup-deps) enters a wrong key and then a viewer key, and checks every configured
+//   vendor's card, the share chart's cap line, the market panel and the error message
+//   (tests/browser/dashboard.mjs). The screenshots land in the build directory;
+// - a key's rate limit holds across two broker processes sharing the database.
 #include <cstdio>
 #include <cstdlib>
+#include <atomic>
 #include <filesystem>
 #include <sys/wait.h>
 
@@ -71,4 +74,54 @@ TEST_CASE("dashboard e2e: headless Chromium shows every vendor with numbers, the
   CHECK(output.find("not ok") == std::string::npos);
   CHECK(std::filesystem::file_size(shots + "/dashboard-laptop.png") > 10000);
   CHECK(std::filesystem::file_size(shots + "/dashboard-wall.png") > 10000);
+}
+
+TEST_CASE("ops e2e: a key's rate limit holds across two broker processes sharing the database", "[.db][e2e-ops]") {
+  Fleet fleet;
+  const auto port_a = free_port(), port_b = free_port();
+  auto broker_a = fleet.start_broker(port_a);
+  auto broker_b = fleet.start_broker(port_b);
+  const std::string admin = make_key(fleet.db_url(), "team-a", auth::Role::admin);
+  auto created = http_request(port_a, "POST", "/v1/keys",
+                              R"({"team": "team-a", "role": "viewer",
+                                  "rate_limit": {"requests_per_second": 5, "burst": 5}})",
+                              {{"Authorization", "Bearer " + admin}, {"Content-Type", "application/json"}});
+  REQUIRE(created.status == 201);
+  const std::string key = json::parse(created.body)["key"];
+
+  // Four clients, two per process, as fast as they can for about 2 s.
+  std::atomic<int> admitted{0}, refused{0}, other{0}, admitted_by_a{0};
+  std::atomic<bool> retry_after_ok{true};
+  const auto started = std::chrono::steady_clock::now();
+  const auto stop_at = started + seconds(2);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 4; ++i)
+    clients.emplace_back([&, port = i % 2 ? port_b : port_a] {
+      while (std::chrono::steady_clock::now() < stop_at) {
+        auto r = http_request(port, "GET", "/v1/vendors", "", {{"Authorization", "Bearer " + key}});
+        if (r.status == 200) {
+          ++admitted;
+          if (port == port_a) ++admitted_by_a;
+        } else if (r.status == 429) {
+          ++refused;
+          auto retry = r.header("Retry-After");
+          if (!retry || std::stoi(*retry) < 1) retry_after_ok = false;
+        } else {
+          ++other;
+        }
+      }
+    });
+  for (auto& c : clients) c.join();
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  INFO("admitted " << admitted << ", refused " << refused << " in " << elapsed << " s");
+  CHECK(other == 0);
+  CHECK(admitted >= 5);
+  CHECK(admitted <= 5 + 5 * elapsed);  // burst + rate x time, over both processes together
+  CHECK(refused > 0);
+  CHECK(retry_after_ok);
+  // Both processes admitted some: they share one allowance, neither has one of its own.
+  CHECK(admitted_by_a > 0);
+  CHECK(admitted_by_a < admitted);
+  pqxx::connection c(fleet.db_url());
+  CHECK(pqxx::nontransaction(c).exec("SELECT 1 FROM rate_buckets").size() == 1);
 }
