@@ -9,6 +9,7 @@
 
 #include "api/auth.hpp"
 #include "common/crypto.hpp"
+#include "common/log.hpp"
 #include "common/strings.hpp"
 #include "db/dataset_store.hpp"
 #include "http/problem.hpp"
@@ -116,10 +117,20 @@ http::Response create(db::ConnectionPool& pool, http::Request& request, const Ca
 }
 
 // items.jsonl of a ready version, read from the database a piece at a time as the client takes it.
+// A version's bytes [from, to) read from the database a piece at a time. Given a cache writer (a
+// whole download in a process whose cache lacks the version), it also copies the bytes to the
+// cache and keeps the file only when their SHA-256 is the manifest's, so the next download reads
+// the file. A cache that fails to write is dropped; the download goes on.
 class DatasetBody final : public http::BodySource {
  public:
-  DatasetBody(db::ConnectionPool& pool, std::string version_id, std::uint64_t from, std::uint64_t to)
-      : pool_(pool), version_id_(std::move(version_id)), position_(from), to_(to) {}
+  DatasetBody(db::ConnectionPool& pool, std::string version_id, std::uint64_t from, std::uint64_t to,
+              std::unique_ptr<datasets::FileCache::Writer> fill = nullptr, std::string expected_sha256 = "")
+      : pool_(pool),
+        version_id_(std::move(version_id)),
+        position_(from),
+        to_(to),
+        fill_(std::move(fill)),
+        expected_sha256_(std::move(expected_sha256)) {}
   std::uint64_t length() const override { return to_ - position_ + sent_; }
   bool next(std::string& out, std::size_t max_bytes) override {
     auto piece = pool_.run([&](pqxx::connection& c) {
@@ -128,16 +139,37 @@ class DatasetBody final : public http::BodySource {
     if (piece.empty() && position_ < to_) throw std::runtime_error("dataset bytes ended early");
     position_ += piece.size();
     sent_ += piece.size();
+    if (fill_) copy_to_cache(piece);
     out += piece;
     return position_ < to_;
   }
 
  private:
+  void copy_to_cache(std::string_view piece) {
+    try {
+      fill_->append(piece);
+      hash_.update(piece);
+      if (position_ < to_) return;
+      if (hash_.hex() == expected_sha256_)
+        fill_->finish();
+      else
+        common::log::warn("dataset file cache: the database's bytes do not match the manifest; not kept",
+                          {{"version_id", version_id_}});
+    } catch (const std::exception& e) {
+      common::log::warn("dataset file cache: fill failed; serving from the database",
+                        {{"version_id", version_id_}, {"error", e.what()}});
+    }
+    fill_.reset();  // finished, refused or failed: removes an unfinished file
+  }
+
   db::ConnectionPool& pool_;
   std::string version_id_;
   std::uint64_t position_;
   std::uint64_t to_;
   std::uint64_t sent_ = 0;
+  std::unique_ptr<datasets::FileCache::Writer> fill_;
+  std::string expected_sha256_;
+  common::Sha256 hash_;
 };
 
 // One byte range of `length` bytes from a Range header: [first, last + 1). nullopt: serve the
@@ -225,7 +257,11 @@ http::Response download(db::ConnectionPool& pool, const datasets::FileCache* fil
     r.headers.set("Content-Range", "bytes " + std::to_string(from) + "-" + std::to_string(to - 1) + "/" +
                                        std::to_string(file->bytes));
   if (files) r.source = files->open(file->version_id, file->bytes, from, to);
-  if (!r.source) r.source = std::make_shared<DatasetBody>(pool, file->version_id, from, to);
+  if (!r.source) {
+    // Not on local disk: a whole download fills the cache on the way (ranges do not).
+    auto fill = files && from == 0 && to == file->bytes ? files->start(file->version_id) : nullptr;
+    r.source = std::make_shared<DatasetBody>(pool, file->version_id, from, to, std::move(fill), file->sha256);
+  }
   return r;
 }
 

@@ -1,5 +1,6 @@
 #include "datasets/file_cache.hpp"
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -27,6 +28,10 @@ class FileWriter final : public FileCache::Writer {
   void line(std::string_view text) override {
     if (!file_) return;
     if (std::fwrite(text.data(), 1, text.size(), file_) != text.size() || std::fputc('\n', file_) == EOF) abandon();
+  }
+  void append(std::string_view bytes) override {
+    if (!file_) return;
+    if (std::fwrite(bytes.data(), 1, bytes.size(), file_) != bytes.size()) abandon();
   }
   void finish() override {
     if (!file_) return;
@@ -92,7 +97,10 @@ std::string FileCache::path(const std::string& version_id) const { return dir_ +
 std::unique_ptr<FileCache::Writer> FileCache::start(const std::string& version_id) const {
   if (!enabled()) return nullptr;
   const auto final_path = path(version_id);
-  const auto temp_path = final_path + ".tmp." + std::to_string(::getpid());
+  // Unique per writer: two downloads of one version may fill the cache at once (the last rename
+  // wins, with the same bytes).
+  static std::atomic<std::uint64_t> writers{0};
+  const auto temp_path = final_path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(++writers);
   std::FILE* file = std::fopen(temp_path.c_str(), "wb");
   if (!file) return nullptr;
   return std::make_unique<FileWriter>(final_path, file, temp_path);

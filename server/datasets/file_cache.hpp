@@ -3,7 +3,9 @@
 // page cache, at disk speed) instead of the database. A version never changes once ready, so a
 // file written while it was built stays right; a download trusts a file only when it is there with
 // exactly the manifest's byte count, and otherwise streams from the database. Each broker process
-// has its own cache directory: a process that did not build a version serves it from the database.
+// has its own cache directory: a process that did not build a version fills its cache on the first
+// whole download it serves from the database, keeping the file only if its SHA-256 is the
+// manifest's.
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -27,6 +29,7 @@ class FileCache {
    public:
     virtual ~Writer() = default;
     virtual void line(std::string_view text) = 0;  // one line, without its newline
+    virtual void append(std::string_view bytes) = 0;  // raw bytes, newlines included
     virtual void finish() = 0;
   };
   // nullptr when the cache is disabled or the file cannot be created (the build goes on without).

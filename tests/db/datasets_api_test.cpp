@@ -280,3 +280,52 @@ TEST_CASE("datasets: a version built with the file cache serves the same bytes f
   CHECK_FALSE(off.start(version_id));
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("datasets: a process that did not build a version fills its file cache on the first whole download",
+          "[.db][datasets]") {
+  const auto dir = std::filesystem::temp_directory_path() / ("lb-dataset-fill-test-" + common::random_hex(6));
+  datasets::FileCache cache(dir.string());
+  REQUIRE(cache.enabled());
+  DatasetFixture api(&cache);
+  const auto job = api.completed_job(300, api.submitter, 500);
+  REQUIRE(api.post("/v1/datasets", json({{"name", "filled"}, {"jobs", {job}}}).dump(), api.submitter).status == 202);
+  REQUIRE(api.post("/v1/datasets", json({{"name", "tampered"}, {"jobs", {job}}}).dump(), api.submitter).status == 202);
+  api.build_all();  // built by "another process": nothing on this one's disk
+  const auto files_in_cache = [&] {
+    return std::distance(std::filesystem::directory_iterator(dir), std::filesystem::directory_iterator());
+  };
+  REQUIRE(files_in_cache() == 0);
+  const auto bytes = api.bytes_of("filled", 1);
+  REQUIRE(bytes.size() > 100000);
+  const std::string path = "/v1/datasets/filled/versions/1/items.jsonl";
+
+  // A range is served from the database and fills nothing.
+  auto part = api.get(path, api.viewer, {{"Range", "bytes=0-999"}});
+  REQUIRE(part.status == 206);
+  CHECK(part.body == bytes.substr(0, 1000));
+  CHECK(files_in_cache() == 0);
+
+  // The first whole download comes from the database and leaves the verified file behind.
+  auto first = api.get(path, api.viewer);
+  REQUIRE(first.status == 200);
+  CHECK(first.body == bytes);
+  REQUIRE(files_in_cache() == 1);
+  const auto version_id = api.text(
+      "SELECT v.id::text FROM dataset_versions v JOIN datasets d ON d.id = v.dataset_id WHERE d.name = 'filled'");
+  REQUIRE(std::filesystem::file_size(dir / (version_id + ".jsonl")) == bytes.size());
+
+  // From now on the file answers: even bytes changed in the database behind its back do not show.
+  api.exec("UPDATE dataset_items SET line = replace(line, 'note', 'NOTE') WHERE version_id = '" + version_id + "'");
+  CHECK(api.get(path, api.viewer).body == bytes);
+  CHECK(api.get(path, api.viewer, {{"Range", "bytes=5000-"}}).body == bytes.substr(5000));
+
+  // Bytes that do not hash to the manifest's sha256 are never kept (the client, which checks the
+  // sha256 itself, sees the mismatch; brokerctl exits 4).
+  const auto tampered_id = api.text(
+      "SELECT v.id::text FROM dataset_versions v JOIN datasets d ON d.id = v.dataset_id WHERE d.name = 'tampered'");
+  api.exec("UPDATE dataset_items SET line = replace(line, 'note', 'NOTE') WHERE version_id = '" + tampered_id + "'");
+  REQUIRE(api.get("/v1/datasets/tampered/versions/1/items.jsonl", api.viewer).status == 200);
+  CHECK_FALSE(std::filesystem::exists(dir / (tampered_id + ".jsonl")));
+  CHECK(files_in_cache() == 1);  // no temporary file left either
+  std::filesystem::remove_all(dir);
+}

@@ -28,8 +28,10 @@ class ApiFixture {
   using Headers = std::vector<std::pair<std::string, std::string>>;
 
   // vendors_config: {"vendors": [...]} as in the broker's configuration.
+  // dataset_files: the local copies of dataset versions downloads read and fill (none: database only).
   explicit ApiFixture(const char* vendors_config, config::JobsConfig jobs = {},
-                      http::ServerOptions options = test_server_options()) {
+                      http::ServerOptions options = test_server_options(),
+                      const datasets::FileCache* dataset_files = nullptr) {
     {
       pqxx::connection c(scratch_.url());
       db::apply_migrations(c, db::builtin_migrations());
@@ -40,7 +42,8 @@ class ApiFixture {
     other_team = make_key(scratch_.url(), "team-b", auth::Role::submitter);
     const auto env = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
     auto cfg = config::parse_config(vendors_config, "test.json", env);
-    server_ = std::make_unique<TestServer>(options, scratch_.url(), db::expected_schema_version(), jobs, cfg.vendors);
+    server_ = std::make_unique<TestServer>(options, scratch_.url(), db::expected_schema_version(), jobs, cfg.vendors,
+                                           dataset_files);
     vendors::VendorRegistry registry;
     vendors::register_builtin_vendors(registry);
     server_->vendors() =

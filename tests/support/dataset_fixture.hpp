@@ -27,7 +27,8 @@ inline constexpr const char* kDatasetVendors = R"({"vendors": [
 class DatasetFixture : public ApiFixture {
  public:
   using json = nlohmann::json;
-  DatasetFixture() : ApiFixture(kDatasetVendors) {}
+  explicit DatasetFixture(const datasets::FileCache* dataset_files = nullptr)
+      : ApiFixture(kDatasetVendors, {}, test_server_options(), dataset_files) {}
 
   // A job body of `items` items i-101... (each text padded with `padding` bytes) plus one more,
   // and one gold item.

@@ -25,7 +25,8 @@ class TestServer {
   explicit TestServer(http::ServerOptions options = test_server_options(),
                       std::string database_url = "postgresql://nobody@127.0.0.1:1/none",
                       int expected_schema_version = 1, config::JobsConfig jobs_config = {},
-                      std::vector<config::VendorConfig> vendor_configs = {})
+                      std::vector<config::VendorConfig> vendor_configs = {},
+                      const datasets::FileCache* dataset_files = nullptr)
       : pool_(make_pool(std::move(database_url))),
         dispatch_(std::make_unique<jobs::Dispatch>(*pool_, vendors_, vendor_configs)),
         // Serves /metrics as production does; its refresher is not started (no database reads in
@@ -34,7 +35,7 @@ class TestServer {
                                                        config::QualityConfig{})),
         options_(std::move(options)) {
     api::register_api(router_, {*pool_, lifecycle_, expected_schema_version, vendors_, *dispatch_, jobs_config, {},
-                                nullptr, metrics_.get()});
+                                dataset_files, metrics_.get()});
   }
 
   http::Router& router() { return router_; }
