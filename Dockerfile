@@ -12,7 +12,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       g++ cmake make pkg-config git ca-certificates \
       libboost-dev libboost-system-dev \
-      libpqxx-dev libpq-dev nlohmann-json3-dev catch2 libssl-dev \
+      libpqxx-dev libpq-dev nlohmann-json3-dev catch2 libssl-dev libyaml-cpp-dev \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
