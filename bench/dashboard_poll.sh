@@ -37,23 +37,14 @@ exit codes: 0 ran, 1 failure, 2 usage error, 3 target missed (--strict only)
 TEXT
 }
 
-strict=0
-keep=0
-for arg in "$@"; do
-  case "$arg" in
-    --strict) strict=1 ;;
-    --keep) keep=1 ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "dashboard_poll: unknown argument '$arg'" >&2; usage >&2; exit 2 ;;
-  esac
-done
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_options dashboard_poll "$@"
 
 die() { echo "dashboard_poll: $*" >&2; exit 1; }
 say() { echo "dashboard_poll: $*" >&2; }
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
-# shellcheck source=bench/lib.sh
-source "$repo_root/bench/lib.sh"
 build_dir=${LABELBROKER_BUILD_DIR:-$repo_root/build}
 broker_bin=$build_dir/bin/labelbroker
 sim_bin=$build_dir/bin/vendor-sim

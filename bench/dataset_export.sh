@@ -36,16 +36,9 @@ exit codes: 0 ran, 1 failure (including a checksum mismatch), 2 usage error, 3 t
 TEXT
 }
 
-strict=0
-keep=0
-for arg in "$@"; do
-  case "$arg" in
-    --strict) strict=1 ;;
-    --keep) keep=1 ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "dataset_export: unknown argument '$arg'" >&2; usage >&2; exit 2 ;;
-  esac
-done
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_options dataset_export "$@"
 items=${ITEMS:-1000000}
 rounds=${ROUNDS:-3}
 [[ "$items" =~ ^[1-9][0-9]*$ ]] || { echo "dataset_export: ITEMS must be a positive integer" >&2; exit 2; }
@@ -58,7 +51,6 @@ die() { echo "dataset_export: $*" >&2; exit 1; }
 log() { echo "dataset_export: $*" >&2; }
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-. "$repo_root/bench/lib.sh"
 build_dir=${LABELBROKER_BUILD_DIR:-build}
 [[ "$build_dir" = /* ]] || build_dir="$repo_root/$build_dir"
 broker_bin="$build_dir/bin/labelbroker"

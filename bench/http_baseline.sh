@@ -45,16 +45,9 @@ exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 target missed (--strict on
 TEXT
 }
 
-strict=0
-keep=0
-for arg in "$@"; do
-  case "$arg" in
-    --strict) strict=1 ;;
-    --keep) keep=1 ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "http_baseline: unknown argument '$arg'" >&2; usage >&2; exit 2 ;;
-  esac
-done
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # nginx_prelude and more (this script keeps its own free_port, defined below)
+bench_options http_baseline "$@"
 
 connections=${CONNECTIONS:-64}
 duration=${DURATION:-10s}
@@ -73,8 +66,6 @@ log() { echo "http_baseline: $*" >&2; }
 case "$pin" in auto|0|1) ;; *) usage_error "PIN must be auto, 0 or 1, got '$pin'" ;; esac
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=bench/lib.sh
-. "$repo_root/bench/lib.sh"  # nginx_prelude (this script keeps its own free_port, defined below)
 build_dir=${LABELBROKER_BUILD_DIR:-build}
 [[ "$build_dir" = /* ]] || build_dir="$repo_root/$build_dir"
 broker_bin="$build_dir/bin/labelbroker"

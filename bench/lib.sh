@@ -1,7 +1,24 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2154  # work, broker_env, broker_bin: set by the sourcing script
-# shellcheck disable=SC2034  # nginx_*: set here for the sourcing script
+# shellcheck disable=SC2034  # nginx_*, strict, keep: set here for the sourcing script
 # Helpers shared by the benchmark scripts (sourced, not run). The caller defines die().
+
+# The options every benchmark takes: --strict (exit 3 on a missed target), --keep (keep the temp
+# dir) and --help (the caller's usage()). Sets strict and keep; $1 names the script in errors.
+bench_options() {
+  local name=$1 arg
+  shift
+  strict=0
+  keep=0
+  for arg in "$@"; do
+    case "$arg" in
+      --strict) strict=1 ;;
+      --keep) keep=1 ;;
+      -h|--help) usage; exit 0 ;;
+      *) echo "$name: unknown argument '$arg'" >&2; usage >&2; exit 2 ;;
+    esac
+  done
+}
 
 # A TCP port nobody listens on right now.
 free_port() {

@@ -42,16 +42,9 @@ exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 target missed (--strict on
 TEXT
 }
 
-strict=0
-keep=0
-for arg in "$@"; do
-  case "$arg" in
-    --strict) strict=1 ;;
-    --keep) keep=1 ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "metrics: unknown argument '$arg'" >&2; usage >&2; exit 2 ;;
-  esac
-done
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_options metrics "$@"
 
 vendors=${VENDORS:-50}
 jobs=${JOBS:-1000}
@@ -70,8 +63,6 @@ die() { echo "metrics: $*" >&2; exit 1; }
 log() { echo "metrics: $*" >&2; }
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=bench/lib.sh
-. "$repo_root/bench/lib.sh"
 build_dir=${LABELBROKER_BUILD_DIR:-build}
 [[ "$build_dir" = /* ]] || build_dir="$repo_root/$build_dir"
 broker_bin="$build_dir/bin/labelbroker"

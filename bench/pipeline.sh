@@ -53,16 +53,9 @@ exit codes: 0 ran and checks passed, 1 failure (including a failed correctness c
 TEXT
 }
 
-keep=0
-strict=0
-for arg in "$@"; do
-  case "$arg" in
-    --keep) keep=1 ;;
-    --strict) strict=1 ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "pipeline: unknown argument '$arg'" >&2; usage >&2; exit 2 ;;
-  esac
-done
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_options pipeline "$@"
 
 total=${TOTAL:-50000}
 per_job=${ITEMS_PER_JOB:-1000}
@@ -97,8 +90,6 @@ die() { echo "pipeline: $*" >&2; exit 1; }
 log() { echo "pipeline: $*" >&2; }
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=bench/lib.sh
-. "$repo_root/bench/lib.sh"
 build_dir=${LABELBROKER_BUILD_DIR:-build}
 [[ "$build_dir" = /* ]] || build_dir="$repo_root/$build_dir"
 broker_bin="$build_dir/bin/labelbroker"

@@ -69,16 +69,9 @@ exit codes: 0 ran, 1 failure (including rollups that do not add up to what was l
 TEXT
 }
 
-strict=0
-keep=0
-for arg in "$@"; do
-  case "$arg" in
-    --strict) strict=1 ;;
-    --keep) keep=1 ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "scores: unknown argument '$arg'" >&2; usage >&2; exit 2 ;;
-  esac
-done
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_options scores "$@"
 
 judgments=${JUDGMENTS:-10000000}
 agreements=${AGREEMENTS:-2000000}
@@ -129,8 +122,6 @@ die() { echo "scores: $*" >&2; exit 1; }
 log() { echo "scores: $*" >&2; }
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=bench/lib.sh
-. "$repo_root/bench/lib.sh"
 build_dir=${LABELBROKER_BUILD_DIR:-build}
 [[ "$build_dir" = /* ]] || build_dir="$repo_root/$build_dir"
 broker_bin="$build_dir/bin/labelbroker"

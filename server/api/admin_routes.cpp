@@ -26,52 +26,11 @@ constexpr int kMaxGraceSeconds = 86400;
 
 json or_null(const std::optional<std::string>& v) { return v ? json(*v) : json(nullptr); }
 
-json team_json(const db::TeamView& t) {
-  return {{"id", t.id},
-          {"name", t.name},
-          {"created_at", t.created_at},
-          {"monthly_budget_usd", t.monthly_budget_micros ? json(common::format_usd(*t.monthly_budget_micros)) : json(nullptr)},
-          {"denied_vendors", t.denied_vendors}};
-}
-
-json key_json(const db::KeyView& k) {
-  return {{"id", k.id},
-          {"prefix", k.prefix},
-          {"team", k.team},
-          {"role", k.role},
-          {"label", or_null(k.label)},
-          {"created_at", k.created_at},
-          {"last_used_at", or_null(k.last_used_at)},
-          {"expires_at", or_null(k.expires_at)},
-          {"revoked_at", or_null(k.revoked_at)},
-          {"rate_limit", k.rate_limit ? json{{"requests_per_second", k.rate_limit->requests_per_second},
-                                             {"burst", k.rate_limit->burst}}
-                                      : json(nullptr)},
-          {"replaces", k.replaces ? json(*k.replaces) : json(nullptr)}};
-}
-
 // The plaintext key is in this response and nowhere else, ever: no cache may keep it.
 http::Response with_secret(int status, const json& body) {
   auto r = http::Response::json(status, body.dump());
   r.headers.set("Cache-Control", "no-store");
   return r;
-}
-
-http::Response bad_query(const std::string& detail) {
-  return http::problem(400, "bad-query", "Bad query", detail);
-}
-
-std::optional<http::Response> unknown_params(const http::Request& request, std::initializer_list<const char*> known) {
-  for (const auto& [key, value] : request.query) {
-    bool ok = false;
-    std::string names;
-    for (const char* k : known) {
-      ok = ok || key == k;
-      names += (names.empty() ? "" : ", ") + std::string(k);
-    }
-    if (!ok) return bad_query("unknown query parameter \"" + key + "\" (" + names + ")");
-  }
-  return std::nullopt;
 }
 
 // Keyset cursors over bigint ids.
@@ -159,11 +118,11 @@ http::Response create_team(db::ConnectionPool& pool, http::Request& request, con
   auto created = pool.run([&](pqxx::connection& c) { return db::create_team(c, team, audit_context(caller, request)); });
   if (!created)
     return http::problem(409, "team-exists", "Team exists", "a team named \"" + team.name + "\" already exists");
-  return http::Response::json(201, team_json(*created).dump());
+  return http::Response::json(201, db::to_json(*created).dump());
 }
 
 http::Response list_teams(db::ConnectionPool& pool, const http::Request& request) {
-  if (auto bad = unknown_params(request, {"limit", "cursor"})) return *bad;
+  if (auto bad = reject_unknown_params(request, {"limit", "cursor"})) return *bad;
   auto limit = page_size(request, kDefaultPage, kMaxPage);
   if (!limit) return bad_query("limit must be an integer from 1 to " + std::to_string(kMaxPage));
   bool bad_cursor = false;
@@ -176,7 +135,7 @@ http::Response list_teams(db::ConnectionPool& pool, const http::Request& request
     next = encode_cursor(std::to_string(teams.back().id));
   }
   json list = json::array();
-  for (const auto& t : teams) list.push_back(team_json(t));
+  for (const auto& t : teams) list.push_back(db::to_json(t));
   return http::Response::json(200, json{{"teams", list}, {"next_cursor", next}}.dump());
 }
 
@@ -240,13 +199,13 @@ http::Response create_key(db::ConnectionPool& pool, http::Request& request, cons
   const auto generated = auth::generate_api_key();
   db::NewKey key{team->id, generated.prefix, generated.secret_hash, *role, label, rate_limit};
   auto created = pool.run([&](pqxx::connection& c) { return db::create_key(c, key, audit_context(caller, request)); });
-  auto out = key_json(created);
+  auto out = db::to_json(created);
   out["key"] = generated.plaintext;
   return with_secret(201, out);
 }
 
 http::Response list_keys(db::ConnectionPool& pool, const http::Request& request) {
-  if (auto bad = unknown_params(request, {"team", "include_revoked", "limit", "cursor"})) return *bad;
+  if (auto bad = reject_unknown_params(request, {"team", "include_revoked", "limit", "cursor"})) return *bad;
   auto limit = page_size(request, kDefaultPage, kMaxPage);
   if (!limit) return bad_query("limit must be an integer from 1 to " + std::to_string(kMaxPage));
   bool bad_cursor = false;
@@ -270,7 +229,7 @@ http::Response list_keys(db::ConnectionPool& pool, const http::Request& request)
     next = encode_cursor(std::to_string(keys.back().id));
   }
   json list = json::array();
-  for (const auto& k : keys) list.push_back(key_json(k));
+  for (const auto& k : keys) list.push_back(db::to_json(k));
   return http::Response::json(200, json{{"keys", list}, {"next_cursor", next}}.dump());
 }
 
@@ -281,7 +240,7 @@ http::Response revoke_key(db::ConnectionPool& pool, http::Request& request, cons
   if (!revoked) return key_not_found(request);
   // This process stops accepting it at once; the others within auth.key_cache_ms.
   shared_key_cache().clear();
-  return http::Response::json(200, key_json(*revoked).dump());
+  return http::Response::json(200, db::to_json(*revoked).dump());
 }
 
 http::Response rotate_key(db::ConnectionPool& pool, http::Request& request, const Caller& caller) {
@@ -320,9 +279,9 @@ http::Response rotate_key(db::ConnectionPool& pool, http::Request& request, cons
   }
   const auto& rotated = std::get<db::Rotated>(outcome);
   shared_key_cache().clear();
-  auto out = key_json(rotated.created);
+  auto out = db::to_json(rotated.created);
   out["key"] = generated.plaintext;
-  out["replaced"] = key_json(rotated.replaced);
+  out["replaced"] = db::to_json(rotated.replaced);
   return with_secret(201, out);
 }
 
@@ -337,7 +296,7 @@ json actor_json(const db::AuditActor& a) {
 }
 
 http::Response list_audit(db::ConnectionPool& pool, const http::Request& request) {
-  if (auto bad = unknown_params(request, {"action", "since", "limit", "cursor"})) return *bad;
+  if (auto bad = reject_unknown_params(request, {"action", "since", "limit", "cursor"})) return *bad;
   auto limit = page_size(request, kDefaultPage, kMaxPage);
   if (!limit) return bad_query("limit must be an integer from 1 to " + std::to_string(kMaxPage));
   bool bad_cursor = false;

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/auth.hpp"
+#include "api/paging.hpp"
 #include "common/crypto.hpp"
 #include "common/log.hpp"
 #include "common/strings.hpp"
@@ -84,8 +85,7 @@ http::Response create(db::ConnectionPool& pool, http::Request& request, const Ca
   db::DatasetRequest dataset;
   if (auto header = request.header("Idempotency-Key")) {
     if (!common::is_idempotency_key(*header))
-      return http::problem(400, "bad-query", "Bad query parameter",
-                           "Idempotency-Key must be 1 to 255 visible ASCII characters");
+      return bad_query("Idempotency-Key must be 1 to 255 visible ASCII characters");
     dataset.idempotency_key = std::string(*header);
   }
   const auto body = json::parse(request.body, nullptr, false);

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/auth.hpp"
+#include "api/paging.hpp"
 #include "common/log.hpp"
 #include "common/money.hpp"
 #include "common/strings.hpp"
@@ -89,25 +90,17 @@ http::Response patch_job(jobs::Dispatch& dispatch, http::Request& request, const
 http::Response routing_log(db::ConnectionPool& pool, http::Request& request, const Caller& caller) {
   const std::string job_id(request.path_param("id"));
   if (!common::is_uuid(job_id)) return http::problem(404, "not-found", "Not found", "no job with this id");
-  int limit = 50;
-  if (auto text = request.query_param("limit")) {
-    const auto n = positive_integer(*text);
-    if (!n || *n > 500)
-      return http::problem(400, "bad-query", "Bad query", "limit must be an integer from 1 to 500");
-    limit = static_cast<int>(*n);
-  }
+  const auto limit = page_size(request, 50, 500);
+  if (!limit) return bad_query("limit must be an integer from 1 to 500");
   std::optional<std::int64_t> before;
   if (auto text = request.query_param("cursor")) {
     const auto n = positive_integer(*text);
-    if (!n)
-      return http::problem(400, "bad-query", "Bad query", "cursor must be a next_cursor of an earlier page");
+    if (!n) return bad_query("cursor must be a next_cursor of an earlier page");
     before = *n;
   }
-  for (const auto& [key, value] : request.query)
-    if (key != "limit" && key != "cursor")
-      return http::problem(400, "bad-query", "Bad query", "unknown query parameter \"" + key + "\" (limit, cursor)");
+  if (auto bad = reject_unknown_params(request, {"limit", "cursor"})) return *bad;
   const auto page = pool.run(
-      [&](pqxx::connection& c) { return db::list_routing_decisions(c, caller.team_id, job_id, before, limit); });
+      [&](pqxx::connection& c) { return db::list_routing_decisions(c, caller.team_id, job_id, before, static_cast<int>(*limit)); });
   if (!page.job_found) return http::problem(404, "not-found", "Not found", "no job with this id");
   nlohmann::json decisions = nlohmann::json::array();
   for (const auto& d : page.decisions) {

@@ -44,10 +44,6 @@ http::Response validation_problem(std::string detail, std::vector<http::FieldErr
   return http::problem(422, "invalid-job", "Invalid job", detail, errors);
 }
 
-http::Response bad_query(const std::string& detail) {
-  return http::problem(400, "bad-query", "Bad query parameter", detail);
-}
-
 http::Response not_found(const http::Request& request) {
   return http::problem(404, "not-found", "Not found", "no resource at " + request.path);
 }

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "common/strings.hpp"
+#include "http/problem.hpp"
 
 namespace labelbroker::api {
 namespace {
@@ -11,6 +12,24 @@ namespace {
 constexpr char kBase64Url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 }  // namespace
+
+http::Response bad_query(const std::string& detail) {
+  return http::problem(400, "bad-query", "Bad query parameter", detail);
+}
+
+std::optional<http::Response> reject_unknown_params(const http::Request& request,
+                                                    std::initializer_list<std::string_view> known) {
+  for (const auto& [key, value] : request.query) {
+    bool listed = false;
+    std::string names;
+    for (auto k : known) {
+      listed = listed || key == k;
+      names += (names.empty() ? "" : ", ") + std::string(k);
+    }
+    if (!listed) return bad_query("unknown query parameter \"" + key + "\" (" + names + ")");
+  }
+  return std::nullopt;
+}
 
 std::string encode_cursor(std::string_view raw) {
   std::string out;

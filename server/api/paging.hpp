@@ -1,8 +1,9 @@
 #pragma once
-// Pages of lists: `?limit=N&cursor=C` in, `next_cursor` out. Cursors are opaque to clients
-// (base64url of whatever the next query needs), so their contents can change without breaking
-// anyone who only passes them back.
+// Query parameters and pages of lists: `?limit=N&cursor=C` in, `next_cursor` out. Cursors are
+// opaque to clients (base64url of whatever the next query needs), so their contents can change
+// without breaking anyone who only passes them back.
 #include <cstddef>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -10,6 +11,12 @@
 #include "http/request.hpp"
 
 namespace labelbroker::api {
+
+// 400 bad-query with `detail` (docs/errors.md).
+http::Response bad_query(const std::string& detail);
+// bad_query naming the first parameter not in `known` (and listing those); nullopt when none.
+std::optional<http::Response> reject_unknown_params(const http::Request& request,
+                                                    std::initializer_list<std::string_view> known);
 
 std::string encode_cursor(std::string_view raw);
 // nullopt for text that is not base64url or is over 2 KiB.

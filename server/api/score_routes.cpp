@@ -101,8 +101,11 @@ json filters_json(const Filters& f) {
 
 json scores_json(const quality::ScoreReport& report, const Filters& filters, const config::QualityConfig& quality,
                  const db::TeamActivity& activity, jobs::Dispatch& dispatch) {
+  std::map<std::string, routing::BreakerState> breakers;
+  for (const auto& status : dispatch.book().statuses()) breakers[status.id] = status.breaker;
   json vendors = json::array();
   for (const auto& v : report.vendors) {
+    const auto breaker = breakers.find(v.vendor_id);
     const auto month = activity.month_spend_micros.find(v.vendor_id);
     const std::int64_t month_spend = month == activity.month_spend_micros.end() ? 0 : month->second;
     const auto [enabled, weight] = dispatch.book().effective(v.vendor_id);
@@ -133,7 +136,8 @@ json scores_json(const quality::ScoreReport& report, const Filters& filters, con
          {"spend_usd", common::format_usd(v.spend_micros)},
          {"spend_month_micros", month_spend},
          {"spend_month_usd", common::format_usd(month_spend)},
-         {"breaker", {{"state", dispatch.book().describe(v.vendor_id)["state"]}}},
+         {"breaker",
+          {{"state", routing::to_string(breaker == breakers.end() ? routing::BreakerState::closed : breaker->second)}}},
          {"enabled", enabled},
          {"draining", !enabled || weight <= 0}});
   }

@@ -2,6 +2,7 @@
 
 #include <pqxx/pqxx>
 
+#include "common/money.hpp"
 #include "db/sql_time.hpp"
 
 namespace labelbroker::db {
@@ -91,24 +92,28 @@ void append_audit(pqxx::work& tx, const AuditContext& context, const std::string
       after.is_null() ? std::optional<std::string>() : std::optional<std::string>(after.dump()), context.request_id);
 }
 
-json audit_json(const TeamView& team) {
-  return {{"id", team.id},
-          {"name", team.name},
-          {"monthly_budget_micros", team.monthly_budget_micros ? json(*team.monthly_budget_micros) : json(nullptr)},
-          {"denied_vendors", team.denied_vendors}};
+json to_json(const TeamView& t) {
+  return {{"id", t.id},
+          {"name", t.name},
+          {"created_at", t.created_at},
+          {"monthly_budget_usd", t.monthly_budget_micros ? json(common::format_usd(*t.monthly_budget_micros)) : json(nullptr)},
+          {"denied_vendors", t.denied_vendors}};
 }
 
-json audit_json(const KeyView& key) {
-  return {{"id", key.id},
-          {"prefix", key.prefix},
-          {"team", key.team},
-          {"role", key.role},
-          {"label", optional_json(key.label)},
-          {"expires_at", optional_json(key.expires_at)},
-          {"revoked_at", optional_json(key.revoked_at)},
-          {"rate_limit", key.rate_limit ? json{{"requests_per_second", key.rate_limit->requests_per_second},
-                                               {"burst", key.rate_limit->burst}}
-                                        : json(nullptr)}};
+json to_json(const KeyView& k) {
+  return {{"id", k.id},
+          {"prefix", k.prefix},
+          {"team", k.team},
+          {"role", k.role},
+          {"label", optional_json(k.label)},
+          {"created_at", k.created_at},
+          {"last_used_at", optional_json(k.last_used_at)},
+          {"expires_at", optional_json(k.expires_at)},
+          {"revoked_at", optional_json(k.revoked_at)},
+          {"rate_limit", k.rate_limit ? json{{"requests_per_second", k.rate_limit->requests_per_second},
+                                             {"burst", k.rate_limit->burst}}
+                                      : json(nullptr)},
+          {"replaces", k.replaces ? json(*k.replaces) : json(nullptr)}};
 }
 
 std::optional<TeamView> create_team(pqxx::connection& c, const NewTeam& team, const AuditContext& audit) {
@@ -119,7 +124,7 @@ std::optional<TeamView> create_team(pqxx::connection& c, const NewTeam& team, co
       team.name, team.monthly_budget_micros, json(team.denied_vendors).dump());
   if (rows.empty()) return std::nullopt;
   auto created = read_team(tx, team.name, false);
-  append_audit(tx, audit, "team.create", "team", team.name, nullptr, audit_json(*created));
+  append_audit(tx, audit, "team.create", "team", team.name, nullptr, to_json(*created));
   tx.commit();
   return created;
 }
@@ -136,7 +141,7 @@ std::optional<TeamView> update_team(pqxx::connection& c, const std::string& name
     tx.exec_params0("UPDATE teams SET denied_vendors = ARRAY(SELECT jsonb_array_elements_text($2::jsonb)) WHERE id = $1",
                     before->id, json(*change.denied_vendors).dump());
   auto after = read_team(tx, name, false);
-  append_audit(tx, audit, "team.update", "team", name, audit_json(*before), audit_json(*after));
+  append_audit(tx, audit, "team.update", "team", name, to_json(*before), to_json(*after));
   tx.commit();
   return after;
 }
@@ -160,7 +165,7 @@ KeyView create_key(pqxx::connection& c, const NewKey& key, const AuditContext& a
                         key.rate_limit ? std::optional<int>(key.rate_limit->burst) : std::nullopt)[0]
                       .as<std::int64_t>();
   auto created = read_key(tx, id, false);
-  append_audit(tx, audit, "key.create", "api_key", std::to_string(id), nullptr, audit_json(*created));
+  append_audit(tx, audit, "key.create", "api_key", std::to_string(id), nullptr, to_json(*created));
   tx.commit();
   return *created;
 }
@@ -188,7 +193,7 @@ std::optional<KeyView> revoke_key(pqxx::connection& c, std::int64_t key_id, cons
   }
   tx.exec_params0("UPDATE api_keys SET revoked_at = now() WHERE id = $1", key_id);
   auto after = read_key(tx, key_id, false);
-  append_audit(tx, audit, "key.revoke", "api_key", std::to_string(key_id), audit_json(*before), audit_json(*after));
+  append_audit(tx, audit, "key.revoke", "api_key", std::to_string(key_id), to_json(*before), to_json(*after));
   tx.commit();
   return after;
 }
@@ -213,8 +218,8 @@ std::variant<Rotated, RotateRefusal> rotate_key(pqxx::connection& c, std::int64_
       "WHERE id = $1",
       key_id, grace_seconds);
   Rotated out{*read_key(tx, new_id, false), *read_key(tx, key_id, false)};
-  append_audit(tx, audit, "key.rotate", "api_key", std::to_string(key_id), audit_json(*old_key),
-               {{"replaced", audit_json(out.replaced)}, {"created", audit_json(out.created)}});
+  append_audit(tx, audit, "key.rotate", "api_key", std::to_string(key_id), to_json(*old_key),
+               {{"replaced", to_json(out.replaced)}, {"created", to_json(out.created)}});
   tx.commit();
   return out;
 }

@@ -40,7 +40,8 @@ struct TeamView {
   std::optional<std::int64_t> monthly_budget_micros;
   std::vector<std::string> denied_vendors;
 };
-nlohmann::json audit_json(const TeamView& team);
+// The API's view of a team, which its audit entries also hold.
+nlohmann::json to_json(const TeamView& team);
 
 struct NewTeam {
   std::string name;
@@ -77,7 +78,8 @@ struct KeyView {
   std::optional<RateLimit> rate_limit;
   std::optional<std::int64_t> replaces;
 };
-nlohmann::json audit_json(const KeyView& key);  // never holds the secret (the view has none)
+// The API's view of a key, which its audit entries also hold; never the secret (the view has none).
+nlohmann::json to_json(const KeyView& key);
 
 struct NewKey {
   std::int64_t team_id = 0;

@@ -26,7 +26,8 @@ struct KeyRecord {
   std::optional<int> rate_burst;
 };
 
-// Returns the team and whether this call created it.
+// Returns the team and whether this call created it. Not audited: the service and the admin CLI
+// change teams through db/admin_store.hpp; this is for test fixtures that set up a database.
 std::pair<TeamRecord, bool> ensure_team(pqxx::connection& connection, const std::string& name);
 std::optional<TeamRecord> find_team(pqxx::connection& connection, const std::string& name);
 
@@ -34,6 +35,7 @@ std::optional<TeamRecord> find_team(pqxx::connection& connection, const std::str
 // if there is no such team. A secret: show it only to the team's operator, never log it.
 std::optional<std::string> team_webhook_secret(pqxx::connection& connection, std::int64_t team_id);
 
+// Not audited either (see ensure_team); admin_store.hpp's create_key is the audited way.
 std::int64_t insert_api_key(pqxx::connection& connection, std::int64_t team_id, const std::string& prefix,
                             const std::string& secret_hash, const std::string& role);
 

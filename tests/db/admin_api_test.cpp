@@ -41,7 +41,7 @@ std::string prefix_of(const std::string& key) { return key.substr(4, 12); }
 
 TEST_CASE("admin api: teams and keys are made, rotated and revoked without a restart, each change audited",
           "[.db][admin-api]") {
-  ApiFixture api(kDatasetVendors);
+  ApiFixture api(kTwoVendors);
 
   // ---- teams ----
   auto team = api.post("/v1/teams", R"({"name": "ml-vision", "monthly_budget_usd": "2500.00",
@@ -243,7 +243,7 @@ TEST_CASE("roles: each role against each endpoint family gets 2xx, 403 or 404", 
 
 TEST_CASE("rate limits: a key over its rate gets 429 with Retry-After, processes share one allowance",
           "[.db][admin-api]") {
-  ApiFixture api(kDatasetVendors);
+  ApiFixture api(kTwoVendors);
   auth::shared_rate_limiter().clear();
   auto created = api.post("/v1/keys", R"({"team": "team-a", "role": "viewer",
                                           "rate_limit": {"requests_per_second": 0.5, "burst": 3}})",

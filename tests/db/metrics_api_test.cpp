@@ -24,6 +24,7 @@
 #include "http/server.hpp"
 #include "metrics/http_metrics.hpp"
 #include "metrics/process_metrics.hpp"
+#include "support/api_fixture.hpp"
 #include "support/api_keys.hpp"
 #include "support/http_client.hpp"
 #include "support/loopback_server.hpp"
@@ -38,22 +39,11 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr const char* kVendors = R"({"vendors": [
-  {"id": "scale", "kind": "scale", "base_url": "http://127.0.0.1:9/scale/v1",
-   "api_key": "k1", "callback_secret": "callback-secret-scale-0123",
-   "capabilities": {"task_types": ["classification"], "domains": ["general"], "expertise": ["general"]},
-   "prices": {"classification": "0.04", "preference": "0.06", "rating": "0.08"}},
-  {"id": "surge", "kind": "surge", "base_url": "http://127.0.0.1:9/surge/api",
-   "api_key": "k3", "callback_secret": "callback-secret-surge-0123",
-   "capabilities": {"task_types": ["classification"], "domains": ["general"], "expertise": ["general"]},
-   "payment_per_response": "0.15"}
-]})";
-
 // The v1 API with /metrics, wired as service.cpp wires it (request observer, counters attached to
 // the finished router), on a scratch database. No engine: jobs stay where the test puts them.
 class MetricsFixture {
  public:
-  explicit MetricsFixture(config::MetricsConfig metrics_config = {}, const std::string& vendors_config = kVendors) {
+  explicit MetricsFixture(config::MetricsConfig metrics_config = {}, const std::string& vendors_config = kTwoVendors) {
     {
       pqxx::connection c(scratch_.url());
       db::apply_migrations(c, db::builtin_migrations());

@@ -13,7 +13,7 @@ using namespace labelbroker::testing;
 using json = nlohmann::json;
 
 TEST_CASE("openapi: the document and the router list the same operations", "[.db][openapi]") {
-  ApiFixture api(kDatasetVendors);
+  ApiFixture api(kTwoVendors);
   auto served = http_request(api.port(), "GET", "/openapi.json");
   REQUIRE(served.status == 200);
   CHECK(served.header("Content-Type") == "application/json");

@@ -57,6 +57,16 @@ class Brokerctl : public DatasetFixture {
     return run_process(args, {{"LABELBROKER_URL", "http://127.0.0.1:" + std::to_string(port())},
                               {"LABELBROKER_API_KEY", key}});
   }
+  // brokerctl run in this process against this API, writing to `out` and `err` (either of which
+  // the test may then call a terminal).
+  brokerctl::Context in_process(const std::string& key, std::ostringstream& out, std::ostringstream& err) {
+    brokerctl::Context context;
+    context.base_url = "http://127.0.0.1:" + std::to_string(port());
+    context.api_key = key;
+    context.out = &out;
+    context.err = &err;
+    return context;
+  }
 };
 
 struct FileId {
@@ -203,11 +213,7 @@ TEST_CASE("brokerctl: datasets create and pull, a second pull downloads nothing,
 
   // On a terminal, a progress bar on stderr (in-process, with stderr "a terminal").
   std::ostringstream out, err;
-  brokerctl::Context context;
-  context.base_url = "http://127.0.0.1:" + std::to_string(api.port());
-  context.api_key = api.viewer;
-  context.out = &out;
-  context.err = &err;
+  auto context = api.in_process(api.viewer, out, err);
   context.err_is_tty = true;
   REQUIRE(brokerctl::run({"datasets", "pull", "train@2", "-o", dir + "/tty.jsonl"}, context) == 0);
   CHECK(err.str().find("\rtrain@2 [") != std::string::npos);
@@ -426,11 +432,7 @@ TEST_CASE("brokerctl: vendors scores is JSON off a terminal and a table on one",
 
   // In-process with stdout "a terminal": a table, one row per vendor.
   std::ostringstream out, err;
-  brokerctl::Context context;
-  context.base_url = "http://127.0.0.1:" + std::to_string(api.port());
-  context.api_key = api.viewer;
-  context.out = &out;
-  context.err = &err;
+  auto context = api.in_process(api.viewer, out, err);
   context.out_is_tty = true;
   REQUIRE(brokerctl::run({"vendors", "scores"}, context) == 0);
   CHECK(out.str().rfind("vendor ", 0) == 0);

@@ -23,6 +23,19 @@
 
 namespace labelbroker::testing {
 
+// Two vendors that take general classification work, at an address nobody listens on (the API
+// tests never reach a vendor).
+inline constexpr const char* kTwoVendors = R"({"vendors": [
+  {"id": "scale", "kind": "scale", "base_url": "http://127.0.0.1:9/scale/v1",
+   "api_key": "k1", "callback_secret": "callback-secret-scale-0123",
+   "capabilities": {"task_types": ["classification"], "domains": ["general"], "expertise": ["general"]},
+   "prices": {"classification": "0.04", "preference": "0.06", "rating": "0.08"}},
+  {"id": "surge", "kind": "surge", "base_url": "http://127.0.0.1:9/surge/api",
+   "api_key": "k3", "callback_secret": "callback-secret-surge-0123",
+   "capabilities": {"task_types": ["classification"], "domains": ["general"], "expertise": ["general"]},
+   "payment_per_response": "0.15"}
+]})";
+
 class ApiFixture {
  public:
   using Headers = std::vector<std::pair<std::string, std::string>>;

@@ -13,22 +13,11 @@
 
 namespace labelbroker::testing {
 
-inline constexpr const char* kDatasetVendors = R"({"vendors": [
-  {"id": "scale", "kind": "scale", "base_url": "http://127.0.0.1:9/scale/v1",
-   "api_key": "k1", "callback_secret": "callback-secret-scale-0123",
-   "capabilities": {"task_types": ["classification"], "domains": ["general"], "expertise": ["general"]},
-   "prices": {"classification": "0.04", "preference": "0.06", "rating": "0.08"}},
-  {"id": "surge", "kind": "surge", "base_url": "http://127.0.0.1:9/surge/api",
-   "api_key": "k3", "callback_secret": "callback-secret-surge-0123",
-   "capabilities": {"task_types": ["classification"], "domains": ["general"], "expertise": ["general"]},
-   "payment_per_response": "0.15"}
-]})";
-
 class DatasetFixture : public ApiFixture {
  public:
   using json = nlohmann::json;
   explicit DatasetFixture(const datasets::FileCache* dataset_files = nullptr)
-      : ApiFixture(kDatasetVendors, {}, test_server_options(), dataset_files) {}
+      : ApiFixture(kTwoVendors, {}, test_server_options(), dataset_files) {}
 
   // A job body of `items` items i-101... (each text padded with `padding` bytes) plus one more,
   // and one gold item.
